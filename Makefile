@@ -1,0 +1,34 @@
+# ganbook: the two commands of README.md are `make book` and `make test`.
+# Both create a virtual environment in .venv (if missing), install the CPU build of torch first
+# (pinned in constraints.txt, so no CUDA build is ever resolved), then everything else.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+# Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?=
+
+.PHONY: install book test smoke clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "torch==2.13.0" $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install -c constraints.txt -e ".[book,test]"
+	@if $(BIN)/python -m pip list 2>/dev/null | grep -qiE '^nvidia-|^triton '; then \
+		echo "error: a CUDA build of torch or its CUDA packages were installed; see README.md"; exit 1; fi
+	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('torch', torch.__version__)"
+	touch $@
+
+book: install
+	$(BIN)/ganbook build --profile $(PROFILE)
+
+test: install
+	rm -rf _build/nbval
+	$(BIN)/ganbook prepare --profile smoke --out _build/nbval
+	$(BIN)/python -m pytest tests _build/nbval --nbval-lax -p no:cacheprovider
+
+clean:
+	rm -rf _build runs

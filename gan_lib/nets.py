@@ -1,0 +1,49 @@
+"""Small networks for the book's low-dimensional experiments."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["mlp", "LocationScale"]
+
+_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+def mlp(in_dim: int, out_dim: int, hidden: int = 64, depth: int = 2, activation: str = "leaky_relu") -> nn.Sequential:
+    """A fully connected network ``in_dim -> hidden (x depth) -> out_dim`` with no output activation."""
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is not known; choose one of {sorted(_ACTIVATIONS)}")
+    for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("hidden", hidden)):
+        if v < 1:
+            raise ValueError(f"{name}={v} must be >= 1")
+    if depth < 0:
+        raise ValueError(f"depth={depth} must be >= 0")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), _ACTIVATIONS[activation]()]
+        width = hidden
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class LocationScale(nn.Module):
+    """The generator ``G(z) = mu + sigma * z`` with ``z ~ N(0, I)``: its density is known in closed form.
+
+    ``sigma`` is stored as ``log_sigma`` so that it stays positive during training.
+    """
+
+    def __init__(self, dim: int = 1, mu: float = 0.0, sigma: float = 1.0) -> None:
+        super().__init__()
+        if sigma <= 0:
+            raise ValueError(f"sigma={sigma} must be > 0")
+        self.mu = nn.Parameter(torch.full((dim,), float(mu)))
+        self.log_sigma = nn.Parameter(torch.full((dim,), float(sigma)).log())
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.log_sigma.exp()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mu + self.sigma * z

@@ -1,0 +1,156 @@
+"""Validation of a chapter's papermill parameters.
+
+Every chapter's first code cell (tagged ``parameters``) holds the knobs a reader may change; the
+cell after it (tagged ``validate``) calls :func:`validate`, which stops with a message that names
+the bad value and says what is allowed. ``ganbook run`` executes those two cells alone before
+anything heavy runs, so a bad value is refused up front.
+
+Example::
+
+    P = validate(globals(), profile=one_of("smoke", "cpu", "gpu"), steps=optional(integer(1, 10**6)))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+__all__ = [
+    "ParameterError",
+    "Check",
+    "one_of",
+    "integer",
+    "real",
+    "boolean",
+    "optional",
+    "list_of",
+    "validate",
+    "with_profile",
+    "PROFILES",
+]
+
+#: The profiles every chapter knows: ``smoke`` (seconds, for tests), ``cpu`` (the default book
+#: build, minutes on 2 cores), ``gpu`` (larger runs on a CUDA machine).
+PROFILES = ("smoke", "cpu", "gpu")
+
+
+class ParameterError(ValueError):
+    """A notebook parameter has a value outside what is allowed."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named predicate with a human description of what is allowed."""
+
+    allowed: str
+    accept: Callable[[Any], bool]
+
+    def __call__(self, name: str, value: Any) -> Any:
+        try:
+            ok = self.accept(value)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ParameterError(f"parameter {name}={value!r} is not allowed: expected {self.allowed}")
+        return value
+
+
+def one_of(*choices: Any) -> Check:
+    """The value must be one of ``choices``."""
+    return Check("one of " + ", ".join(repr(c) for c in choices), lambda v: v in choices)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Check:
+    """An integer in ``[lo, hi]`` (either bound may be None)."""
+    lo_s = "-inf" if lo is None else str(lo)
+    hi_s = "inf" if hi is None else str(hi)
+    return Check(
+        f"an integer in [{lo_s}, {hi_s}]",
+        lambda v: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi),
+    )
+
+
+def real(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    open_lo: bool = False,
+    open_hi: bool = False,
+    exclude: tuple[float, ...] = (),
+) -> Check:
+    """A finite real number between ``lo`` and ``hi`` (open or closed ends), not in ``exclude``."""
+    left = "(" if open_lo or lo is None else "["
+    right = ")" if open_hi or hi is None else "]"
+    text = f"a finite number in {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+    if exclude:
+        text += " other than " + ", ".join(repr(e) for e in exclude)
+
+    def accept(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        v = float(v)
+        if not math.isfinite(v):
+            return False
+        if lo is not None and (v < lo or (open_lo and v == lo)):
+            return False
+        if hi is not None and (v > hi or (open_hi and v == hi)):
+            return False
+        return v not in exclude
+
+    return Check(text, accept)
+
+
+def boolean() -> Check:
+    """``True`` or ``False``."""
+    return Check("True or False", lambda v: isinstance(v, bool))
+
+
+def optional(check: Check) -> Check:
+    """``None`` (meaning: take the profile's value) or a value passing ``check``."""
+    return Check(f"None (use the profile's value) or {check.allowed}", lambda v: v is None or check.accept(v))
+
+
+def list_of(check: Check, *, min_len: int = 1) -> Check:
+    """A non-empty list (or tuple) whose items all pass ``check``."""
+    return Check(
+        f"a list of at least {min_len} item(s), each {check.allowed}",
+        lambda v: isinstance(v, (list, tuple)) and len(v) >= min_len and all(check.accept(x) for x in v),
+    )
+
+
+def validate(namespace: Mapping[str, Any], **checks: Check) -> Mapping[str, Any]:
+    """Check every named parameter in ``namespace`` and return them as a read-only mapping.
+
+    Raises :class:`ParameterError` naming the first bad value and what is allowed, or naming a
+    parameter that is missing from ``namespace``.
+    """
+    out: dict[str, Any] = {}
+    for name, check in checks.items():
+        if name not in namespace:
+            raise ParameterError(f"parameter {name!r} is missing from the parameters cell")
+        out[name] = check(name, namespace[name])
+    return MappingProxyType(out)
+
+
+def with_profile(params: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Fill every parameter that is ``None`` with the value the chosen profile gives it.
+
+    ``table`` maps a profile name to its sizes, e.g. ``{"smoke": {"steps": 20}, "cpu": {...}}``.
+    """
+    profile = params.get("profile", "cpu")
+    if profile not in table:
+        raise ParameterError(f"parameter profile={profile!r} is not allowed: expected one of {sorted(table)}")
+    sizes = table[profile]
+    out = dict(params)
+    for name, value in params.items():
+        if value is None:
+            if name not in sizes:
+                raise ParameterError(f"parameter {name} is None but profile {profile!r} gives no value for it")
+            out[name] = sizes[name]
+    return out
