@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Protocol
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["set_seed", "History", "train_gan", "train_discriminator", "LossLike"]
 
