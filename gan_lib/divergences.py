@@ -421,6 +421,7 @@ def _total_variation() -> FDivergence:
     )
 
 
+@lru_cache(maxsize=64)
 def _alpha(alpha: float) -> FDivergence:
     a = float(alpha)
     c = a / (a - 1.0)  # exponent of the conjugate
