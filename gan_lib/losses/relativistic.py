@@ -1,0 +1,101 @@
+r"""Relativistic GANs (Jolicoeur-Martineau 2019): the discriminator judges a real sample *relative to*
+a fake one.
+
+``v`` is the raw critic output ``C(x)``; ``\sigma(C(x_r) - C(x_f))`` is the probability that the real
+sample is more realistic than the fake one. Written with ``softplus`` (``-\log\sigma(z) =
+\mathrm{softplus}(-z)``):
+
+* ``rgan`` (RSGAN, paired): ``D: \mathbb{E}[\mathrm{softplus}(-(v_r - v_f))]``,
+  ``G: \mathbb{E}[\mathrm{softplus}(-(v_f - v_r))]``; element ``i`` of ``d_real`` is paired with
+  element ``i`` of ``d_fake``.
+* ``ragan`` (RaSGAN, relativistic average): each sample is compared with the *batch mean* of the
+  other side, ``D: \mathbb{E}_P[\mathrm{softplus}(-(v_r - \bar v_f))] +
+  \mathbb{E}_Q[\mathrm{softplus}(v_f - \bar v_r)]`` and ``G`` the same with real and fake swapped.
+
+Both generator halves need ``d_real``; both insist that ``d_real`` and ``d_fake`` have the same
+shape (for ``ragan`` this keeps the two batch means over the same number of samples, as in the
+paper's algorithm). Nothing is detached: in a generator step, compute ``d_real`` under
+``torch.no_grad()`` or zero the discriminator's gradients afterwards.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._registry import LossParts, LossSpec, check_same_shape, register
+
+__all__ = ["rgan_discriminator", "rgan_generator", "ragan_discriminator", "ragan_generator"]
+
+
+def rgan_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    r"""Relativistic standard GAN, discriminator: ``\mathbb{E}[\mathrm{softplus}(-(v_r - v_f))]`` (Jolicoeur-Martineau 2019)."""
+    check_same_shape("rgan", d_real, d_fake)
+    return F.softplus(d_fake - d_real).mean()
+
+
+def rgan_generator(d_fake: Tensor, d_real: Tensor) -> Tensor:
+    r"""Relativistic standard GAN, generator: ``\mathbb{E}[\mathrm{softplus}(-(v_f - v_r))]`` (Jolicoeur-Martineau 2019)."""
+    check_same_shape("rgan", d_real, d_fake)
+    return F.softplus(d_real - d_fake).mean()
+
+
+def _ragan(first: Tensor, second: Tensor) -> Tensor:
+    # -E[log sigma(first - mean second)] - E[log(1 - sigma(second - mean first))]
+    return F.softplus(second.mean() - first).mean() + F.softplus(second - first.mean()).mean()
+
+
+def ragan_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    r"""Relativistic average GAN, discriminator (Jolicoeur-Martineau 2019).
+
+    ``\mathbb{E}_P[\mathrm{softplus}(-(v_r - \bar v_f))] + \mathbb{E}_Q[\mathrm{softplus}(v_f - \bar v_r)]``
+    with ``\bar v`` the batch means.
+    """
+    check_same_shape("ragan", d_real, d_fake)
+    return _ragan(d_real, d_fake)
+
+
+def ragan_generator(d_fake: Tensor, d_real: Tensor) -> Tensor:
+    r"""Relativistic average GAN, generator (Jolicoeur-Martineau 2019).
+
+    ``\mathbb{E}_Q[\mathrm{softplus}(-(v_f - \bar v_r))] + \mathbb{E}_P[\mathrm{softplus}(v_r - \bar v_f)]``.
+    """
+    check_same_shape("ragan", d_real, d_fake)
+    return _ragan(d_fake, d_real)
+
+
+register(
+    LossSpec(
+        name="rgan",
+        family="relativistic",
+        citation="jolicoeur2019relativistic",
+        options={},
+        factory=lambda: LossParts(
+            rgan_discriminator,
+            rgan_generator,
+            r"\mathbb{E}[\mathrm{softplus}(-(v_r - v_f))]",
+            r"\mathbb{E}[\mathrm{softplus}(-(v_f - v_r))]",
+        ),
+        requires_real_in_generator=True,
+        paired=True,
+        summary="Relativistic standard GAN: real vs fake judged in pairs.",
+    )
+)
+
+register(
+    LossSpec(
+        name="ragan",
+        family="relativistic",
+        citation="jolicoeur2019relativistic",
+        options={},
+        factory=lambda: LossParts(
+            ragan_discriminator,
+            ragan_generator,
+            r"\mathbb{E}_P[\mathrm{softplus}(\bar v_f - v_r)] + \mathbb{E}_Q[\mathrm{softplus}(v_f - \bar v_r)]",
+            r"\mathbb{E}_Q[\mathrm{softplus}(\bar v_r - v_f)] + \mathbb{E}_P[\mathrm{softplus}(v_r - \bar v_f)]",
+        ),
+        requires_real_in_generator=True,
+        paired=True,
+        summary="Relativistic average GAN: each sample against the other side's batch mean.",
+    )
+)
