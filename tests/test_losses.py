@@ -45,6 +45,7 @@ REQUIRED_NAMES = [
     "hinge",
     "rgan",
     "ragan",
+    "kl_hinge",
 ] + [
     f"fgan_{d}"
     for d in (
@@ -187,7 +188,7 @@ def test_required_names_registered() -> None:
     assert list(losses.REGISTRY) == names
 
 
-@pytest.mark.parametrize("name", REQUIRED_NAMES)
+@pytest.mark.parametrize("name", losses.names())
 def test_spec_metadata(name: str) -> None:
     spec = losses.REGISTRY[name]
     loss = losses.get(name)
@@ -351,6 +352,9 @@ NUMPY_D = {
     "hinge": lambda r, f: np.mean(np.maximum(0.0, 1.0 - r)) + np.mean(np.maximum(0.0, 1.0 + f)),
     "rgan": lambda r, f: -np.mean(_np_log_d(r - f)),
     "ragan": lambda r, f: -np.mean(_np_log_d(r - f.mean())) - np.mean(_np_log_1md(f - r.mean())),
+    # Song & Ermon (2020): fake critic values reweighted by exp(v_i) / mean_j exp(v_j)
+    "kl_hinge": lambda r, f: np.mean(np.maximum(0.0, 1.0 - r))
+    + np.mean(np.maximum(0.0, 1.0 + f * np.exp(f) / np.mean(np.exp(f)))),
 }
 
 NUMPY_CASES: list[tuple[str, dict, str, Callable[..., float]]] = [
@@ -368,10 +372,16 @@ NUMPY_CASES: list[tuple[str, dict, str, Callable[..., float]]] = [
     ("hinge", {}, "hinge", lambda f, r: -np.mean(f)),
     ("rgan", {}, "rgan", lambda f, r: -np.mean(_np_log_d(f - r))),
     ("ragan", {}, "ragan", lambda f, r: -np.mean(_np_log_d(f - r.mean())) - np.mean(_np_log_1md(r - f.mean()))),
+    ("kl_hinge", {}, "kl_hinge", lambda f, r: -np.mean(f * np.exp(f) / np.mean(np.exp(f)))),
+    ("kl_hinge", {"detach_weights": True}, "kl_hinge", lambda f, r: -np.mean(f * np.exp(f) / np.mean(np.exp(f)))),
 ]
 
 
-@pytest.mark.parametrize("name, options, d_key, g_ref", NUMPY_CASES, ids=lambda x: str(x) if isinstance(x, (str, dict)) else "")
+def _case_id(x: object) -> str:
+    return str(x) if isinstance(x, (str, dict)) else ""
+
+
+@pytest.mark.parametrize("name, options, d_key, g_ref", NUMPY_CASES, ids=_case_id)
 def test_pointwise_against_numpy(name: str, options: dict, d_key: str, g_ref: Callable[..., float]) -> None:
     loss = losses.get(name, **options)
     r, f = t64(V_REAL), t64(V_FAKE)
@@ -649,7 +659,8 @@ def test_fgan_known_divergence_values() -> None:
         return -SHIFTED.expect(
             lambda xp, xq: value(
                 loss.discriminator(
-                    t64(_fgan_vstar(div, None, SHIFTED.log_ratio(xp))), t64(_fgan_vstar(div, None, SHIFTED.log_ratio(xq)))
+                    t64(_fgan_vstar(div, None, SHIFTED.log_ratio(xp))),
+                    t64(_fgan_vstar(div, None, SHIFTED.log_ratio(xq))),
                 )
             )
         )
@@ -663,6 +674,27 @@ def test_fgan_known_divergence_values() -> None:
     assert neg_d("fgan_total_variation") == pytest.approx(2 * norm.cdf(m / 2) - 1, abs=2e-5)  # sign(): O(1/N)
     assert neg_d("fgan_jensen_shannon") == pytest.approx(2.0 * jsd(SHIFTED), rel=1e-6)
     assert neg_d("fgan_gan") == pytest.approx(2.0 * jsd(SHIFTED) - LOG4, rel=1e-6)
+
+
+def test_kl_hinge_weights_and_gradient_options() -> None:
+    from gan_lib.losses.ipm import kl_batch_weights
+
+    v = t64(V_FAKE).reshape(-1, 1)
+    w = kl_batch_weights(v)
+    assert w.shape == v.shape and value(w.mean()) == pytest.approx(1.0, rel=1e-14)
+    assert np.allclose(w.numpy().ravel(), np.exp(V_FAKE) / np.mean(np.exp(V_FAKE)), rtol=1e-12)
+    # equal critic values: weights 1, the loss is the plain hinge loss
+    flat = torch.full((6,), 0.3, dtype=torch.float64)
+    assert value(losses.get("kl_hinge").discriminator(flat, flat)) == pytest.approx(
+        value(losses.get("hinge").discriminator(flat, flat))
+    )
+    # with detached weights the generator gradient is -r_i / n; otherwise it also moves the weights
+    f = t64(V_FAKE).requires_grad_(True)
+    (g_det,) = torch.autograd.grad(losses.get("kl_hinge", detach_weights=True).generator(f), f)
+    r = np.exp(V_FAKE) / np.mean(np.exp(V_FAKE))
+    assert np.allclose(g_det.numpy(), -r / V_FAKE.size, rtol=1e-12)
+    (g_full,) = torch.autograd.grad(losses.get("kl_hinge").generator(f), f)
+    assert not torch.allclose(g_full, g_det)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -700,7 +732,11 @@ def test_lsgan_pearson_identity(pair: Pair) -> None:
         return (b * np.exp(lp) + a * np.exp(lq)) / (np.exp(lp) + np.exp(lq))
 
     lhs = pair.expect(lambda xp, xq: value(loss.generator(t64(dstar(xp)))) + value(loss.generator(t64(dstar(xq)))))
-    chi2 = pair.quad(lambda x: (2 * math.exp(pair.logq(x)) - math.exp(pair.logp(x)) - math.exp(pair.logq(x))) ** 2 / (math.exp(pair.logp(x)) + math.exp(pair.logq(x))))
+    def chi2_integrand(x: float) -> float:
+        p, q = math.exp(pair.logp(x)), math.exp(pair.logq(x))
+        return (2 * q - (p + q)) ** 2 / (p + q)
+
+    chi2 = pair.quad(chi2_integrand)
     assert lhs == pytest.approx(0.5 * chi2, rel=1e-6)
 
 
@@ -771,7 +807,9 @@ def test_rgan_two_point_optimum() -> None:
     # the generator half is the same game with real and fake swapped
     g_loss = loss.generator(critic[fake_idx], critic[real_idx])
     assert value(g_loss) == pytest.approx(
-        (p[0] * q[0] + p[1] * q[1]) * math.log(2) + A * math.log1p(math.exp(d_star)) + B * math.log1p(math.exp(-d_star)),
+        (p[0] * q[0] + p[1] * q[1]) * math.log(2)
+        + A * math.log1p(math.exp(d_star))
+        + B * math.log1p(math.exp(-d_star)),
         rel=1e-12,
     )
 
@@ -780,7 +818,7 @@ def test_rgan_two_point_optimum() -> None:
 # Numerical robustness: huge logits, float32 and bfloat16
 # ------------------------------------------------------------------------------------------------
 
-ROBUST_CONFIGS: list[tuple[str, dict]] = [(n, {}) for n in REQUIRED_NAMES] + [
+ROBUST_CONFIGS: list[tuple[str, dict]] = [(n, {}) for n in losses.names()] + [
     (f"fgan_{d}", {"generator": "nonsaturating"}) for d in FGAN_TABLE
 ] + [
     ("fgan_alpha", {"alpha": a}) for a in (-1.5, -0.5, 0.8, 1.5, 2.0, 3.0)
@@ -812,7 +850,7 @@ def _both_halves(loss: losses.GANLoss, real: torch.Tensor, fake: torch.Tensor) -
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name, options", ROBUST_CONFIGS, ids=lambda x: str(x) if isinstance(x, (str, dict)) else "")
+@pytest.mark.parametrize("name, options", ROBUST_CONFIGS, ids=_case_id)
 def test_finite_values_and_gradients_for_huge_logits(name: str, options: dict, dtype: torch.dtype) -> None:
     loss = losses.get(name, **options)
     vals = _logits_for(loss, dtype)
@@ -842,7 +880,16 @@ def test_large_logit_values_are_exact_not_just_finite() -> None:
     assert float(losses.get("rgan").discriminator(-big, big)) == pytest.approx(2e4, rel=1e-6)
 
 
-@pytest.mark.parametrize("name, options", [("poole_kl", {}), ("fgan_kl", {}), ("fgan_squared_hellinger", {}), ("poole_alpha", {"alpha": 2.0}), ("fgan_alpha", {"alpha": 0.5})])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("poole_kl", {}),
+        ("fgan_kl", {}),
+        ("fgan_squared_hellinger", {}),
+        ("poole_alpha", {"alpha": 2.0}),
+        ("fgan_alpha", {"alpha": 0.5}),
+    ],
+)
 def test_exp_growing_losses_overflow_outside_range_unless_clamped(name: str, options: dict) -> None:
     loss = losses.get(name, **options)
     assert loss.safe_logit_range is not None
@@ -866,6 +913,21 @@ def test_stated_safe_ranges_are_in_docstrings() -> None:
     from gan_lib.divergences import LOG_SAFE_BUDGET
 
     assert poole.EXP_BUDGET == LOG_SAFE_BUDGET
+    # the ranges quoted in the f-GAN module docstring are the divergences' ones
+    quoted = {
+        "kl": (-math.inf, 71.0),
+        "reverse_kl": (-70.0, math.inf),
+        "neyman": (-70.0, math.inf),
+        "squared_hellinger": (-70.0, 70.0),
+        "jeffrey": (-math.inf, 70.0),
+    }
+    for div, rng in quoted.items():
+        assert losses.get(f"fgan_{div}").safe_logit_range == pytest.approx(rng)
+    for div in ("pearson", "jensen_shannon", "gan", "total_variation"):
+        assert losses.get(f"fgan_{div}").safe_logit_range is None
+    assert losses.get("fgan_alpha", alpha=-0.5).safe_logit_range is None
+    for a in (0.2, 0.5, 0.8):  # "v below roughly 70 (1 - alpha) / alpha"
+        assert losses.get("fgan_alpha", alpha=a).safe_logit_range[1] == pytest.approx(70 * (1 - a) / a, rel=0.2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -877,7 +939,9 @@ def _linear_critic(w: torch.Tensor, b: float = 0.3) -> Callable[[torch.Tensor], 
     return lambda x: x.reshape(x.shape[0], -1) @ w + b
 
 
-@pytest.mark.parametrize("norm_w, target, weight", [(2.5, 1.0, 10.0), (1.0, 1.0, 10.0), (0.2, 1.0, 3.0), (3.0, 2.0, 1.0)])
+@pytest.mark.parametrize(
+    "norm_w, target, weight", [(2.5, 1.0, 10.0), (1.0, 1.0, 10.0), (0.2, 1.0, 3.0), (3.0, 2.0, 1.0)]
+)
 def test_gradient_penalty_linear_critic(norm_w: float, target: float, weight: float) -> None:
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(12, dtype=torch.float64, generator=gen)
@@ -927,7 +991,6 @@ def test_r1_penalty_quadratic_discriminator() -> None:
     an, xn = a.numpy(), x.numpy()
     expected = 1.5 * np.mean(np.sum((xn @ an.T) ** 2, axis=1))
     assert value(r1) == pytest.approx(expected, rel=1e-12)
-    assert r1.requires_grad is False or r1.grad_fn is not None
     # differentiable through the discriminator's parameters
     lin = nn.Linear(4, 1).double()
     r1_lin = regularisers.r1_penalty(lambda z: lin(z).squeeze(1), x, gamma=2.0)
@@ -955,7 +1018,9 @@ def test_clip_weights_bounds_every_parameter() -> None:
 
 def test_spectral_norm_every_linear_and_conv_layer() -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 40), nn.LeakyReLU(), nn.Linear(40, 30), nn.Unflatten(1, (1, 30)), nn.Conv1d(1, 4, 5))
+    net = nn.Sequential(
+        nn.Linear(6, 40), nn.LeakyReLU(), nn.Linear(40, 30), nn.Unflatten(1, (1, 30)), nn.Conv1d(1, 4, 5)
+    )
     with torch.no_grad():
         for p in net.parameters():
             p.mul_(5.0)

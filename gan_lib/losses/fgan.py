@@ -24,9 +24,9 @@ exponentially.
 Safe logit ranges: ``GANLoss.safe_logit_range`` is the divergence's ``safe_logit_range``, inside
 which ``g_f``, ``f^*(g_f)`` and their derivatives stay below ``e^{70}`` in float32/bfloat16:
 ``kl`` ``v \le 71``; ``reverse_kl`` and ``neyman`` ``v \ge -70``; ``squared_hellinger``
-``|v| \le 70``; ``jeffrey`` ``v \le 70``; ``alpha`` for ``0 < \alpha < 1`` ``v`` below about
-``70(1-\alpha)/\alpha`` and for large ``\alpha > 1`` a polynomial bound (see
-``get_divergence("alpha", alpha=...).safe_logit_range``); ``None`` (finite for all
+``|v| \le 70``; ``jeffrey`` ``v \le 70``; ``alpha`` for ``0 < \alpha < 1`` ``v`` below roughly
+``70(1-\alpha)/\alpha`` (68.6 at ``\alpha = 0.5``) and for large ``\alpha > 1`` a polynomial bound
+(exact values: ``get_divergence("alpha", alpha=...).safe_logit_range``); ``None`` (finite for all
 ``|v| \le 10^4``) for ``pearson``, ``jensen_shannon``, ``gan``, ``total_variation`` and
 ``alpha < 0``. Outside the range values overflow to ``inf`` unless ``clamp=True``, which clamps
 the raw outputs to the range first (finite everywhere; zero gradient outside the range).

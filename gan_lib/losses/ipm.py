@@ -10,16 +10,29 @@ half ``-\mathbb{E}_Q[v]`` (one implementation, :func:`ipm_generator`).
 * ``hinge`` (Lim & Ye 2017, "Geometric GAN"; used by Miyato et al. 2018): the critic minimises
   ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + v)]``, whose pointwise
   optimum is ``v^* = \mathrm{sign}(p - q)`` with minimum ``2 - 2\,TV(P, Q)``.
+* ``kl_hinge`` (Song & Ermon 2020, "KL-WGAN"): the hinge loss with the fake critic values
+  reweighted within the batch by ``r_i = e^{v_i} / \mathrm{mean}_j e^{v_j}`` (``n`` times a
+  softmax, so stable for any logits): the optimal weights of their objective
+  ``\min_{r \in \Delta(Q)} \mathbb{E}_Q[f(r) - r v]`` for the KL ``f``. The weights couple the
+  samples of a batch, so the loss depends on the batch size.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._registry import LossParts, LossSpec, register
+from ._registry import LossParts, LossSpec, Option, boolean, register
 
-__all__ = ["wgan_discriminator", "hinge_discriminator", "ipm_generator"]
+__all__ = [
+    "wgan_discriminator",
+    "hinge_discriminator",
+    "ipm_generator",
+    "kl_batch_weights",
+    "kl_hinge_discriminator",
+    "kl_hinge_generator",
+]
 
 
 def wgan_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
@@ -31,7 +44,11 @@ def wgan_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
 
 
 def hinge_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
-    r"""Hinge critic loss ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + v)]`` (Lim & Ye 2017)."""
+    r"""Hinge critic loss (Lim & Ye 2017).
+
+    ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + v)]``; minimised by
+    ``v^* = \mathrm{sign}(p - q)`` with minimum ``2 - 2\,TV(P, Q)``.
+    """
     return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
 
 
@@ -68,5 +85,69 @@ register(
             _G,
         ),
         summary="Hinge critic (Geometric GAN, SNGAN); generator as in WGAN.",
+    )
+)
+
+
+def kl_batch_weights(d_fake: Tensor) -> Tensor:
+    r"""In-batch KL weights ``r_i = e^{v_i} / \tfrac1n\sum_j e^{v_j} = n\,\mathrm{softmax}(v)_i`` (Song & Ermon 2020).
+
+    Same shape as ``d_fake``; the weights are positive and average to one.
+    """
+    flat = d_fake.reshape(-1)
+    return (flat.numel() * torch.softmax(flat, dim=0)).reshape(d_fake.shape)
+
+
+def _weighted_fake(d_fake: Tensor, detach_weights: bool) -> Tensor:
+    weights = kl_batch_weights(d_fake)
+    return d_fake * (weights.detach() if detach_weights else weights)
+
+
+def kl_hinge_discriminator(d_real: Tensor, d_fake: Tensor, detach_weights: bool = False) -> Tensor:
+    r"""KL-WGAN critic loss (Song & Ermon 2020).
+
+    ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]`` with
+    ``r = n\,\mathrm{softmax}(v_{fake})`` over the batch (:func:`kl_batch_weights`); gradients flow
+    through ``r`` unless ``detach_weights``.
+    """
+    return F.relu(1.0 - d_real).mean() + F.relu(1.0 + _weighted_fake(d_fake, detach_weights)).mean()
+
+
+def kl_hinge_generator(d_fake: Tensor, detach_weights: bool = False) -> Tensor:
+    r"""KL-WGAN generator loss ``-\mathbb{E}_Q[r v]``, ``r = n\,\mathrm{softmax}(v_{fake})`` (Song & Ermon 2020)."""
+    return -_weighted_fake(d_fake, detach_weights).mean()
+
+
+def _kl_hinge_factory(detach_weights: bool) -> LossParts:
+    def discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
+        return kl_hinge_discriminator(d_real, d_fake, detach_weights)
+
+    def generator(d_fake: Tensor) -> Tensor:
+        return kl_hinge_generator(d_fake, detach_weights)
+
+    return LossParts(
+        discriminator,
+        generator,
+        r"\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]",
+        r"-\mathbb{E}_Q[r v]",
+        where=r"r_i = n\,\mathrm{softmax}(v_{\mathrm{fake}})_i",
+    )
+
+
+register(
+    LossSpec(
+        name="kl_hinge",
+        family="ipm",
+        citation="song2020bridging",
+        options={
+            "detach_weights": Option(
+                False,
+                boolean,
+                "True or False",
+                "treat the in-batch weights r as constants in the gradient",
+            )
+        },
+        factory=_kl_hinge_factory,
+        summary="KL-WGAN: hinge loss on fake critic values reweighted in-batch by n*softmax(v).",
     )
 )

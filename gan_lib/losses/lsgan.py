@@ -35,7 +35,11 @@ _DEFAULTS = {"a": 0.0, "b": 1.0, "c": 1.0}
 
 
 def lsgan_discriminator(d_real: Tensor, d_fake: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    r"""LSGAN discriminator loss ``\tfrac12\mathbb{E}_P[(v - b)^2] + \tfrac12\mathbb{E}_Q[(v - a)^2]`` (Mao et al. 2017)."""
+    r"""LSGAN discriminator loss (Mao et al. 2017).
+
+    ``\tfrac12\mathbb{E}_P[(v - b)^2] + \tfrac12\mathbb{E}_Q[(v - a)^2]``; minimised by
+    ``D^* = (b\,p + a\,q)/(p + q)``.
+    """
     return 0.5 * (d_real - b).square().mean() + 0.5 * (d_fake - a).square().mean()
 
 

@@ -29,13 +29,19 @@ __all__ = ["rgan_discriminator", "rgan_generator", "ragan_discriminator", "ragan
 
 
 def rgan_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
-    r"""Relativistic standard GAN, discriminator: ``\mathbb{E}[\mathrm{softplus}(-(v_r - v_f))]`` (Jolicoeur-Martineau 2019)."""
+    r"""Relativistic standard GAN, discriminator (Jolicoeur-Martineau 2019).
+
+    ``\mathbb{E}[\mathrm{softplus}(-(v_r - v_f))] = -\mathbb{E}[\log\sigma(v_r - v_f)]``, pairs ``(v_r[i], v_f[i])``.
+    """
     check_same_shape("rgan", d_real, d_fake)
     return F.softplus(d_fake - d_real).mean()
 
 
 def rgan_generator(d_fake: Tensor, d_real: Tensor) -> Tensor:
-    r"""Relativistic standard GAN, generator: ``\mathbb{E}[\mathrm{softplus}(-(v_f - v_r))]`` (Jolicoeur-Martineau 2019)."""
+    r"""Relativistic standard GAN, generator (Jolicoeur-Martineau 2019).
+
+    ``\mathbb{E}[\mathrm{softplus}(-(v_f - v_r))] = -\mathbb{E}[\log\sigma(v_f - v_r)]``, pairs ``(v_f[i], v_r[i])``.
+    """
     check_same_shape("rgan", d_real, d_fake)
     return F.softplus(d_real - d_fake).mean()
 
