@@ -727,11 +727,15 @@ def _adaptive_integrate(
     atol: float = 1e-15,
     init_panels: int = 64,
     max_rounds: int = 60,
+    max_panels: int = 1 << 14,
 ) -> float:
     """Adaptive Gauss--Legendre (order 15) on [lo, hi]; each round evaluates ``fn`` once, batched.
 
     A panel is accepted when its one-panel and two-half-panel estimates agree to within its share
-    (by width) of ``max(atol, rtol * |integral|)``; otherwise it is halved.
+    (by width) of ``max(atol, rtol * |integral|)``; otherwise it is halved. At most ``max_panels``
+    panels are refined in one round: an integrand that is noisy at the level of ``rtol`` (e.g. a
+    network evaluated in float32) would otherwise double the panels every round without end; past
+    the cap the remaining panels are accepted as they are, with a warning.
     """
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise ValueError(f"need finite lo < hi; got lo={lo}, hi={hi}")
@@ -760,9 +764,13 @@ def _adaptive_integrate(
         tol = max(atol, rtol * scale) * (b - a) / length
         # a panel narrower than 1e-12 of the range holds at most a jump/kink: accept it
         ok = (err <= tol) | (b - a < 1e-12 * length)
-        done = ok | (round_ == max_rounds - 1)
-        if round_ == max_rounds - 1 and not np.all(ok):
-            logger.warning("adaptive quadrature did not converge on %d panels", int((~ok).sum()))
+        last = round_ == max_rounds - 1 or int((~ok).sum()) > max_panels // 2
+        done = ok | last
+        if last and not np.all(ok):
+            logger.warning(
+                "adaptive quadrature stopped refining %d panels (worst panel error %.2e); "
+                "is the integrand noisy, e.g. evaluated in float32?", int((~ok).sum()), float(err.max())
+            )
         total += float(two[done].sum())
         if not np.all(np.isfinite(two)):
             return float(np.sum(two))  # propagate inf / nan
@@ -814,11 +822,13 @@ def quad_expectation(
     p: Any,
     lo: float | None = None,
     hi: float | None = None,
+    rtol: float = 1e-11,
 ) -> float:
     r"""``E_p[fn(X)] = \int p(x) fn(x) dx`` for a 1-D ``p`` with ``.log_prob``, by adaptive quadrature.
 
     ``fn`` maps a float64 tensor of points to a tensor of values. ``lo``/``hi`` default to
-    ``mean -/+ 12 stddev`` of ``p``.
+    ``mean -/+ 12 stddev`` of ``p``. Pass a looser ``rtol`` (e.g. ``1e-7``) when ``fn`` is computed
+    in float32, such as a trained network: its rounding noise cannot be integrated to 1e-11.
     """
     if lo is None or hi is None:
         auto = _auto_bounds([p])
@@ -828,7 +838,7 @@ def quad_expectation(
     def integrand(x: Tensor) -> Tensor:
         return torch.exp(_log_prob64(p, x)) * fn(x).to(torch.float64)
 
-    return _adaptive_integrate(integrand, float(lo), float(hi))
+    return _adaptive_integrate(integrand, float(lo), float(hi), rtol=rtol)
 
 
 def quad_divergence(

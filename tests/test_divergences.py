@@ -514,3 +514,18 @@ def test_mc_divergence_reproducible_and_respects_global_rng() -> None:
     assert mc_divergence("kl", p, q, 1000, generator=g1) == mc_divergence("kl", p, q, 1000, generator=g2)
     with pytest.raises(ValueError):
         mc_divergence("kl", p, q, 1)
+
+
+def test_quadrature_of_a_float32_integrand_terminates_and_is_accurate() -> None:
+    """A network-like integrand with float32 rounding noise must not refine panels without end."""
+    from scipy import integrate, stats
+
+    import gan_lib.toy as toy
+    from gan_lib.divergences import quad_expectation
+
+    p = toy.gaussian_1d(0.3, 1.2)
+    fn = lambda x: torch.tanh(x.float() * 1.7 + 0.2).double()  # noqa: E731 - float32 like a trained net
+    got = quad_expectation(fn, p, -10.0, 10.0)
+    ref, _ = integrate.quad(lambda t: stats.norm.pdf(t, 0.3, 1.2) * np.tanh(t * 1.7 + 0.2), -10, 10, epsabs=1e-12)
+    assert abs(got - ref) < 1e-6
+    assert abs(quad_expectation(fn, p, -10.0, 10.0, rtol=1e-7) - ref) < 1e-6
