@@ -432,10 +432,16 @@ def run_folder_name(parameters: Mapping[str, Any]) -> str:
 
 
 def _export_html(ipynb: Path, html: Path) -> None:
+    import warnings
+
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
+    with warnings.catch_warnings():
+        # glued values carry a myst-nb mimetype that plain HTML export does not show; the value's
+        # text/plain twin is shown instead, so the warning about it is noise here
+        warnings.filterwarnings("ignore", message="Your element with mimetype")
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
     fd, tmp = tempfile.mkstemp(suffix=".html", prefix=f".{html.stem}.", dir=html.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(body)
