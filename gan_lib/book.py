@@ -335,6 +335,27 @@ Total execution time: {total:.1f} s with profile `{profile}`, built {when} on {v
 """
 
 
+def _prune_toc(node: Any, kept: set[str]) -> Any:
+    """The table of contents without the chapters that are not being built (``--only``)."""
+    if isinstance(node, list):
+        out = [_prune_toc(child, kept) for child in node]
+        return [child for child in out if child is not None]
+    if isinstance(node, dict):
+        entry = str(node.get("file", ""))
+        if entry.startswith("notebooks/") and entry.removesuffix(".md") not in kept:
+            return None
+        node = dict(node)
+        for key in ("parts", "chapters", "sections"):
+            if key in node:
+                node[key] = _prune_toc(node[key], kept)
+                if not node[key]:
+                    del node[key]
+        if "caption" in node and not any(k in node for k in ("chapters", "sections", "file")):
+            return None
+        return node
+    return node
+
+
 def build_book(
     root: Path,
     *,
@@ -365,8 +386,10 @@ def build_book(
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(root / name, src / name)
+    shutil.copy2(root / "_config.yml", src / "_config.yml")
+    kept = {f"notebooks/{c.stem}" for c in chapters}
+    toc = _prune_toc(yaml.safe_load((root / "_toc.yml").read_text()), kept)
+    (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
     shutil.copytree(root / "book", src / "book")
     (src / "notebooks").mkdir()
 

@@ -153,3 +153,11 @@ def test_prepare_injects_the_profile_without_executing(tiny_book: Path, tmp_path
     nb = nbformat.read(out, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     assert any('profile = "smoke"' in c.source for c in nb.cells)
+
+
+def test_only_builds_a_pruned_table_of_contents(tiny_book: Path) -> None:
+    book.build_book(tiny_book, profile="smoke", only=["01"], render=False)
+    import yaml
+
+    toc = yaml.safe_load((tiny_book / "_build" / "src" / "_toc.yml").read_text())
+    assert toc["chapters"] == [{"file": "notebooks/01_good"}]
