@@ -232,6 +232,7 @@ def execute_chapter(
     *,
     cwd: Path | None = None,
     progress: bool = False,
+    hide_injected: bool = False,
 ) -> float:
     """Execute ``source`` with ``parameters`` into ``output`` (written to a temp file, then renamed).
 
@@ -265,6 +266,11 @@ def execute_chapter(
         # Record the run in the notebook so the HTML page and the status page can show it.
         done = nbformat.read(tmp_out, as_version=4)
         done.metadata["ganbook"] = {"parameters": dict(parameters), "seconds": round(seconds, 2)}
+        if hide_injected:  # the book shows the defaults; the status page names the profile
+            for cell in done.cells:
+                tags = cell.metadata.get("tags", [])
+                if "injected-parameters" in tags and "remove-cell" not in tags:
+                    cell.metadata["tags"] = [*tags, "remove-cell"]
         nbformat.write(done, tmp_out)
         os.replace(tmp_out, output)
         return seconds
@@ -402,7 +408,9 @@ def build_book(
         log.info("executing %s with profile %s", chapter.name, profile)
         start = time.perf_counter()
         try:
-            seconds = execute_chapter(chapter, target, {"profile": profile}, cwd=chapter.parent, progress=progress)
+            seconds = execute_chapter(
+                chapter, target, {"profile": profile}, cwd=chapter.parent, progress=progress, hide_injected=True
+            )
             results.append(ChapterResult(f"/notebooks/{chapter.stem}", title, profile, True, seconds))
         except BuildError as err:
             failures.append(str(err))
