@@ -1,0 +1,274 @@
+"""Tests for gan_lib.ratio against references computed another way.
+
+References: plain ``nets.mlp`` networks and separate Adam optimisers (for the stacked networks),
+closed forms between Gaussians (Bhattacharyya coefficient, total variation of equal-variance
+Gaussians, moments), and ``scipy.integrate.quad`` of numpy formulas written from the scoring-rule
+table (D = 1/(1+exp(-v))), never the library's own functions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import quad
+from scipy.stats import norm
+
+from gan_lib import nets, scoring, toy
+from gan_lib.ratio import (
+    StackedMLP,
+    implied_divergence,
+    log_ratio_rmse,
+    logit_function,
+    population_risk,
+    stacked_loss,
+)
+
+STRICT = ("bernoulli", "brier", "exponential", "spherical")
+
+
+# --- numpy references ------------------------------------------------------------------------
+
+
+def np_losses(name: str, v: float) -> tuple[float, float]:
+    """(loss on a P sample, loss on a Q sample) from the table's D-formulas."""
+    D = 1.0 / (1.0 + math.exp(-v))
+    if name == "bernoulli":
+        return -math.log(D), -math.log(1.0 - D)
+    if name == "brier":
+        return (1.0 - D) ** 2, D**2
+    if name == "exponential":
+        return math.sqrt((1.0 - D) / D), math.sqrt(D / (1.0 - D))
+    if name == "misclassification":
+        return float(D <= 0.5), float(D > 0.5)
+    if name == "hinge":
+        return max(0.0, 1.0 - v), max(0.0, 1.0 + v)
+    if name == "spherical":
+        alpha = (1.0 - 2.0 * D + 2.0 * D**2) ** -0.5
+        return -alpha * D, -alpha * (1.0 - D)
+    raise AssertionError(name)
+
+
+def scipy_integral(fn, lo: float = -15.0, hi: float = 15.0, points=None) -> float:
+    val, _ = quad(fn, lo, hi, limit=400, epsabs=1e-12, epsrel=1e-11, points=points)
+    return val
+
+
+def gauss_bc(m1: float, s1: float, m2: float, s2: float) -> float:
+    """Bhattacharyya coefficient int sqrt(p q) between N(m1, s1^2) and N(m2, s2^2)."""
+    v = s1**2 + s2**2
+    return math.sqrt(2.0 * s1 * s2 / v) * math.exp(-((m1 - m2) ** 2) / (4.0 * v))
+
+
+# --- StackedMLP ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["silu", "leaky_relu", "tanh"])
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_stack_members_equal_a_plain_mlp_with_the_same_seed(activation: str, depth: int) -> None:
+    torch.manual_seed(5)
+    ref = nets.mlp(2, 1, 16, depth, activation)
+    torch.manual_seed(5)
+    stack = StackedMLP(3, in_dim=2, hidden=16, depth=depth, activation=activation)
+    x = torch.randn(11, 2)
+    out = stack(x)
+    assert out.shape == (11, 3)
+    for k in range(3):
+        torch.testing.assert_close(out[:, k], ref(x)[:, 0], rtol=1e-6, atol=1e-6)
+
+
+def test_stack_without_same_init_has_different_members_and_member_matches_column() -> None:
+    torch.manual_seed(0)
+    stack = StackedMLP(4, hidden=8, depth=2, activation="silu", same_init=False)
+    x = torch.linspace(-3, 3, 50).unsqueeze(-1)
+    out = stack(x)
+    assert not torch.allclose(out[:, 0], out[:, 1])
+    for k in range(4):
+        member = stack.member(k)
+        assert isinstance(member, torch.nn.Sequential)
+        torch.testing.assert_close(member(x)[:, 0], out[:, k], rtol=1e-6, atol=1e-6)
+    with pytest.raises(IndexError):
+        stack.member(4)
+
+
+def test_stack_rejects_bad_shapes_and_sizes() -> None:
+    stack = StackedMLP(2, in_dim=1, hidden=4)
+    with pytest.raises(ValueError, match="shape"):
+        stack(torch.zeros(5))
+    with pytest.raises(ValueError, match="n_members"):
+        StackedMLP(0)
+
+
+def test_adam_on_stack_equals_separate_adam_per_rule() -> None:
+    """Disjoint parameters: one optimiser on the stack == one optimiser per network."""
+    rules = ["bernoulli", "hinge", "exponential"]
+    torch.manual_seed(3)
+    stack = StackedMLP(len(rules), hidden=8, depth=2, activation="silu").double()
+    singles = [stack.member(k) for k in range(len(rules))]
+    opt = torch.optim.Adam(stack.parameters(), lr=1e-2)
+    opts = [torch.optim.Adam(net.parameters(), lr=1e-2) for net in singles]
+    loss = stacked_loss(rules)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        xr = torch.randn(32, 1, generator=gen, dtype=torch.float64) + 1.0
+        xf = torch.randn(32, 1, generator=gen, dtype=torch.float64)
+        opt.zero_grad()
+        loss(stack(xr), stack(xf)).backward()
+        opt.step()
+        for net, o, name in zip(singles, opts, rules):
+            rule = scoring.get_rule(name)
+            o.zero_grad()
+            rule.loss(net(xr)[:, 0], net(xf)[:, 0]).backward()
+            o.step()
+    x = torch.linspace(-4, 4, 41, dtype=torch.float64).unsqueeze(-1)
+    for k, net in enumerate(singles):
+        torch.testing.assert_close(stack(x)[:, k], net(x)[:, 0], rtol=1e-10, atol=1e-10)
+
+
+def test_stacked_loss_sums_rule_losses_and_checks_columns() -> None:
+    vr = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
+    vf = torch.tensor([[-0.7, 0.1], [0.4, -2.5], [1.0, 1.0]], dtype=torch.float64)
+    got = float(stacked_loss(["brier", "spherical"])(vr, vf))
+    want = 0.0
+    for k, name in enumerate(["brier", "spherical"]):
+        want += np.mean([np_losses(name, float(v))[0] for v in vr[:, k]])
+        want += np.mean([np_losses(name, float(v))[1] for v in vf[:, k]])
+    assert got == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="columns"):
+        stacked_loss(["brier"])(vr, vf)
+    with pytest.raises(ValueError, match="unknown scoring rule"):
+        stacked_loss(["brierr"])
+    with pytest.raises(ValueError, match="at least one"):
+        stacked_loss([])
+
+
+def test_logit_function_is_float64_and_leaves_the_network_alone() -> None:
+    lin = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        lin.weight.fill_(0.75)
+        lin.bias.fill_(-0.25)  # both exact in float32
+    v = logit_function(lin)
+    x = torch.tensor([-1.0, 0.0, 2.5], dtype=torch.float64)
+    out = v(x)
+    assert out.dtype == torch.float64 and out.shape == (3,)
+    assert out.tolist() == pytest.approx([-1.0, -0.25, 1.625], abs=1e-15)
+    assert lin.weight.dtype == torch.float32
+
+
+# --- implied divergence ----------------------------------------------------------------------
+
+
+def _np_pdf(m: float, s: float):
+    return lambda x: norm.pdf(x, m, s)
+
+
+@pytest.mark.parametrize("pm,ps,qm,qs", [(0.0, 1.0, 1.0, 1.0), (0.5, 0.7, -0.5, 1.3)])
+def test_implied_divergence_matches_textbook_divergences(pm: float, ps: float, qm: float, qs: float) -> None:
+    P, Q = toy.gaussian_1d(pm, ps), toy.gaussian_1d(qm, qs)
+    p, q = _np_pdf(pm, ps), _np_pdf(qm, qs)
+    bc = gauss_bc(pm, ps, qm, qs)
+    tv = 0.5 * scipy_integral(lambda x: abs(p(x) - q(x)))
+    if ps == qs:  # closed form for equal variances
+        assert tv == pytest.approx(2.0 * norm.cdf(abs(pm - qm) / (2.0 * ps)) - 1.0, rel=1e-8)
+    js = 0.5 * scipy_integral(
+        lambda x: p(x) * math.log(2 * p(x) / (p(x) + q(x))) + q(x) * math.log(2 * q(x) / (p(x) + q(x)))
+    )
+    tri = scipy_integral(lambda x: (p(x) - q(x)) ** 2 / (p(x) + q(x)))
+    sph = scipy_integral(lambda x: math.hypot(p(x), q(x)))
+    want = {
+        "bernoulli": 2.0 * js - math.log(4.0),
+        "brier": tri / 4.0 - 0.5,
+        "exponential": -2.0 * bc,  # H^2 - 2 with H^2 = 2 - 2 BC
+        "misclassification": tv - 1.0,
+        "hinge": 2.0 * tv - 2.0,
+        "spherical": sph,
+    }
+    for name, value in want.items():
+        got = implied_divergence(name, P, Q, -15.0, 15.0)
+        assert got == pytest.approx(value, rel=1e-7, abs=1e-9), name
+
+
+def test_implied_divergence_of_identical_distributions() -> None:
+    P = toy.mixture_1d([-1.0, 2.0], [0.5, 1.5], [0.3, 0.7])
+    want = {"bernoulli": -math.log(4.0), "brier": -0.5, "exponential": -2.0,
+            "misclassification": -1.0, "hinge": -2.0, "spherical": math.sqrt(2.0)}
+    for name, value in want.items():
+        assert implied_divergence(name, P, P) == pytest.approx(value, rel=1e-9), name
+
+
+def test_implied_divergence_survives_underflowing_tails() -> None:
+    # p/q explodes in the tails (q narrower): the log-space integrand must stay finite
+    P, Q = toy.gaussian_1d(0.0, 3.0), toy.gaussian_1d(0.0, 0.3)
+    bc = gauss_bc(0.0, 3.0, 0.0, 0.3)
+    assert implied_divergence("exponential", P, Q, -60.0, 60.0) == pytest.approx(-2.0 * bc, rel=1e-8)
+
+
+# --- population risk -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", scoring.SCORING_RULES)
+def test_population_risk_of_a_linear_logit_matches_scipy(name: str) -> None:
+    P, Q = toy.gaussian_1d(1.0, 0.8), toy.gaussian_1d(-0.5, 1.2)
+    a, b = 0.6, -0.3
+    lin = torch.nn.Linear(1, 1).double()
+    with torch.no_grad():
+        lin.weight.fill_(a)
+        lin.bias.fill_(b)
+    got = population_risk(name, logit_function(lin), P, Q, -15.0, 15.0)
+    kink = [-b / a, (1 - b) / a, (-1 - b) / a]  # where 0-1 jumps and hinge bends
+    want = scipy_integral(
+        lambda x: norm.pdf(x, 1.0, 0.8) * np_losses(name, a * x + b)[0]
+        + norm.pdf(x, -0.5, 1.2) * np_losses(name, a * x + b)[1],
+        points=kink,
+    )
+    assert got == pytest.approx(want, rel=1e-7, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", STRICT + ("misclassification",))
+def test_bayes_logit_attains_the_implied_divergence(name: str) -> None:
+    """Equal-variance Gaussians: log r is linear, and the score at it equals int q f(p/q)."""
+    m1, m0 = 0.8, -0.4
+    P, Q = toy.gaussian_1d(m1, 1.0), toy.gaussian_1d(m0, 1.0)
+
+    def log_r(x: torch.Tensor) -> torch.Tensor:
+        return (m1 - m0) * x - 0.5 * (m1**2 - m0**2)
+
+    score = -population_risk(name, log_r, P, Q, -15.0, 15.0)
+    tv = 2.0 * norm.cdf(abs(m1 - m0) / 2.0) - 1.0
+    closed = {"exponential": -2.0 * gauss_bc(m1, 1.0, m0, 1.0), "misclassification": tv - 1.0}
+    want = closed.get(name, implied_divergence(name, P, Q, -15.0, 15.0))
+    assert score == pytest.approx(want, rel=1e-8)
+
+
+# --- log-ratio error -------------------------------------------------------------------------
+
+
+def test_log_ratio_rmse_of_shifted_and_tilted_logits() -> None:
+    P, Q = toy.gaussian_1d(0.0, 1.0), toy.gaussian_1d(1.0, 1.0)  # log r = 1/2 - x
+
+    def log_r(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 - x
+
+    exact = log_ratio_rmse(log_r, P, Q, -15.0, 15.0)
+    assert exact.rmse == pytest.approx(0.0, abs=1e-12) and exact.mass == pytest.approx(1.0, rel=1e-10)
+    assert log_ratio_rmse(lambda x: log_r(x) + 0.3, P, Q, -15.0, 15.0).rmse == pytest.approx(0.3, rel=1e-9)
+    # v = log r + k x: MSE = k^2 (E_P x^2 + E_Q x^2) / 2 = k^2 (1 + 2) / 2
+    k = -0.4
+    tilted = log_ratio_rmse(lambda x: log_r(x) + k * x, P, Q, -15.0, 15.0)
+    assert tilted.rmse == pytest.approx(abs(k) * math.sqrt(1.5), rel=1e-9)
+
+
+def test_log_ratio_rmse_on_the_region_where_both_have_mass() -> None:
+    P, Q = toy.gaussian_1d(0.0, 1.0), toy.gaussian_1d(1.0, 1.0)
+    L = 2.0  # |1/2 - x| <= L  <=>  x in [1/2 - L, 1/2 + L]
+    a, b = 0.5 - L, 0.5 + L
+    mass = 0.5 * (norm.cdf(b) - norm.cdf(a)) + 0.5 * (norm.cdf(b, 1.0) - norm.cdf(a, 1.0))
+    k = 0.7
+    second = 0.5 * scipy_integral(lambda x: (norm.pdf(x) + norm.pdf(x, 1.0)) * x**2, a, b)
+    got = log_ratio_rmse(lambda x: 0.5 - x + k * x, P, Q, -15.0, 15.0, max_abs_log_ratio=L)
+    assert got.mass == pytest.approx(mass, rel=1e-9)
+    assert got.rmse == pytest.approx(abs(k) * math.sqrt(second / mass), rel=1e-8)
+    with pytest.raises(ValueError, match="max_abs_log_ratio"):
+        log_ratio_rmse(lambda x: x, P, Q, max_abs_log_ratio=0.0)
