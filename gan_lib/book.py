@@ -457,8 +457,9 @@ def run_folder_name(parameters: Mapping[str, Any]) -> str:
         return "defaults"
     parts = []
     for key in sorted(parameters):
-        text = re.sub(r"[^A-Za-z0-9.+-]+", "-", repr(parameters[key]) if isinstance(parameters[key], str) else str(parameters[key]))
-        parts.append(f"{key}={text.strip('-')}")
+        value = parameters[key]
+        text = re.sub(r"[^A-Za-z0-9.+-]+", "_", value if isinstance(value, str) else str(value))
+        parts.append(f"{key}={text.strip('_')}")
     return "__".join(parts)
 
 

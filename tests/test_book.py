@@ -161,3 +161,18 @@ def test_only_builds_a_pruned_table_of_contents(tiny_book: Path) -> None:
 
     toc = yaml.safe_load((tiny_book / "_build" / "src" / "_toc.yml").read_text())
     assert toc["chapters"] == [{"file": "notebooks/01_good"}]
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({}, "defaults"),
+        ({"steps": 500, "lr": 2e-4}, "lr=0.0002__steps=500"),
+        ({"alpha": -1}, "alpha=-1"),
+        ({"alpha": -0.5}, "alpha=-0.5"),
+        ({"profile": "smoke"}, "profile=smoke"),
+        ({"divs": ["kl", "gan"]}, "divs=kl_gan"),
+    ],
+)
+def test_run_folder_names_keep_signs_and_are_distinct(params: dict, name: str) -> None:
+    assert book.run_folder_name(params) == name
