@@ -760,6 +760,11 @@ def _adaptive_integrate(
         whole, two = est[:k], est[k : 2 * k] + est[2 * k :]
         if scale is None:
             scale = abs(float(two.sum()))
+        if not np.all(np.isfinite(two)):
+            bad = two[~np.isfinite(two)]
+            if np.all(bad == np.inf):
+                return math.inf  # a divergent integral (e.g. Pearson with a too-narrow Q)
+            return float(np.sum(two))  # propagate -inf / nan
         err = np.abs(two - whole)
         tol = max(atol, rtol * scale) * (b - a) / length
         # a panel narrower than 1e-12 of the range holds at most a jump/kink: accept it
@@ -772,8 +777,6 @@ def _adaptive_integrate(
                 "is the integrand noisy, e.g. evaluated in float32?", int((~ok).sum()), float(err.max())
             )
         total += float(two[done].sum())
-        if not np.all(np.isfinite(two)):
-            return float(np.sum(two))  # propagate inf / nan
         a_left, b_left = a[~done], b[~done]
         if a_left.size == 0:
             break
@@ -806,14 +809,52 @@ def _log_prob64(dist: Any, x: Tensor) -> Tensor:
     return dist.log_prob(x).to(torch.float64)
 
 
+def _p_f_over_u(div: FDivergence, lp: Tensor, lq: Tensor, t: Tensor) -> Tensor | None:
+    """``p f(u)/u`` for ``u = p/q > 1``, from ``lp = log p``, ``lq = log q`` and ``t = log u``,
+    written as sums of exponentials of log-quantities so that it stays exact when ``u = e^t`` is
+    far beyond float range; ``None`` for a divergence without such a form."""
+    p, q = torch.exp(lp), torch.exp(lq)
+    name = div.name
+    if name == "kl":
+        return p * t
+    if name == "reverse_kl":
+        return -t * q
+    if name == "pearson":
+        return torch.exp(lp + t) - 2.0 * p + q
+    if name == "neyman":
+        return p * (1.0 - torch.exp(-t)) ** 2
+    if name == "squared_hellinger":
+        return p * (1.0 - torch.exp(-0.5 * t)) ** 2
+    if name == "jeffrey":
+        return (p - q) * t
+    if name == "jensen_shannon":
+        return p * t - (p + q) * (F.softplus(t) - math.log(2.0))
+    if name == "gan":
+        return p * t - (p + q) * F.softplus(t)
+    if name == "total_variation":
+        return 0.5 * (p - q).abs()
+    if name == "alpha" and div.alpha is not None:
+        a = div.alpha
+        return (torch.exp(lp + (a - 1.0) * t) - q - a * (p - q)) / (a * (a - 1.0))
+    return None
+
+
 def _perspective(div: FDivergence, lp: Tensor, lq: Tensor) -> Tensor:
-    """``q f(p/q)`` from log-densities: ``q f(u)`` where ``u <= 1``, ``p f(u)/u`` where ``u > 1``."""
+    """``q f(p/q)`` from log-densities: ``q f(u)`` where ``u <= 1``, ``p f(u)/u`` where ``u > 1``.
+
+    Where ``u > 1`` the term is evaluated from the log-densities directly (``_p_f_over_u``), so a
+    log-ratio far beyond float range (a narrow ``P`` against a narrower ``Q``'s tail) still
+    contributes its exact value.
+    """
     both_zero = torch.isneginf(lp) & torch.isneginf(lq)
-    lr = torch.nan_to_num(lp - lq, nan=0.0).clamp(-700.0, 700.0)
-    u = torch.exp(lr)
-    fu = div.f(u)
+    lr_raw = torch.nan_to_num(lp - lq, nan=0.0)
+    lr = lr_raw.clamp(-700.0, 700.0)
     small = lr <= 0
-    val = torch.where(small, torch.exp(lq) * fu, torch.exp(lp - lr) * fu)
+    fu = div.f(torch.exp(lr))
+    below = torch.exp(lq) * fu
+    exact = _p_f_over_u(div, lp, lq, lr_raw.clamp(min=0.0))
+    above = torch.exp(lp - lr) * fu if exact is None else exact
+    val = torch.where(small, below, above)
     return torch.where(both_zero, torch.zeros_like(val), val)
 
 
