@@ -217,12 +217,17 @@ def check_parameters(nb, parameters: Mapping[str, Any], cwd: Path | None = None)
     head = nbformat.v4.new_notebook(metadata=nb.metadata)
     head.cells = [c for c in nb.cells[: v_idx + 1] if c.cell_type == "code"]
     head = _parameterize(head, parameters)
-    client = NotebookClient(head, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(cwd or Path.cwd())}})
+    quiet = logging.getLogger("ganbook.precheck")
+    quiet.setLevel(logging.WARNING)
+    client = NotebookClient(
+        head, kernel_name=KERNEL, timeout=300, log=quiet, resources={"metadata": {"path": str(cwd or Path.cwd())}}
+    )
     try:
         client.execute()
     except CellExecutionError as err:
-        lines = [ln for ln in str(err).splitlines() if "Error" in ln and ":" in ln]
-        raise ValueError(lines[-1] if lines else str(err)) from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # the traceback is coloured with ANSI codes
+        lines = [ln.strip() for ln in text.splitlines() if "Error" in ln and ":" in ln]
+        raise ValueError(lines[-1] if lines else text) from None
 
 
 def execute_chapter(

@@ -104,7 +104,7 @@ def test_run_refuses_unknown_names_before_running(tiny_book: Path, tmp_path: Pat
 
 def test_run_refuses_bad_values_with_the_chapters_message(tiny_book: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    with pytest.raises(ValueError, match=r"steps=-2 is not allowed: expected an integer in \[1, 100\]"):
+    with pytest.raises(ValueError, match=r"^ParameterError: parameter steps=-2 is not allowed: expected an integer in \[1, 100\]$"):
         book.run_chapter(tiny_book / "notebooks" / "01_good.md", {"steps": -2}, runs=runs)
     assert not runs.exists()
 
