@@ -793,11 +793,11 @@ def _auto_bounds(dists: Sequence[Any], k: float = 12.0) -> tuple[float, float]:
         try:
             mean = float(torch.as_tensor(dist.mean, dtype=torch.float64).reshape(()))
             std = float(torch.as_tensor(dist.stddev, dtype=torch.float64).reshape(()))
-        except (NotImplementedError, RuntimeError, AttributeError, TypeError, ValueError):
+        except Exception as err:  # torch.distributions raise several kinds for an undefined mean/stddev
             raise ValueError(
                 f"cannot choose integration bounds for {type(dist).__name__} (no scalar mean/stddev); "
                 "pass lo and hi"
-            ) from None
+            ) from err
         if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
             raise ValueError(f"{type(dist).__name__} has mean={mean}, stddev={std}; pass lo and hi")
         los.append(mean - k * std)
