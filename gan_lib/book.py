@@ -59,6 +59,9 @@ logging.getLogger("papermill.translators").setLevel(logging.ERROR)
 PARAMETERS_TAG = "parameters"
 VALIDATE_TAG = "validate"
 KERNEL = "python3"
+# Figures reach the page only through the notebook's inline backend; an MPLBACKEND such as Agg
+# inherited from the shell would make every plt.show() silently draw nothing.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 class BuildError(RuntimeError):
@@ -256,6 +259,8 @@ def execute_chapter(
     fd, tmp_out = tempfile.mkstemp(suffix=".ipynb", prefix=f".{source.stem}.out.", dir=output.parent)
     os.close(fd)
     start = time.perf_counter()
+    saved_backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND  # the kernel inherits the environment
     try:
         nbformat.write(nb, tmp_in)
         pm.execute_notebook(
@@ -285,6 +290,10 @@ def execute_chapter(
             f"{err.ename}: {err.evalue}"
         ) from None
     finally:
+        if saved_backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = saved_backend
         for tmp in (tmp_in, tmp_out):
             if os.path.exists(tmp):
                 os.remove(tmp)

@@ -176,3 +176,40 @@ def test_only_builds_a_pruned_table_of_contents(tiny_book: Path) -> None:
 )
 def test_run_folder_names_keep_signs_and_are_distinct(params: dict, name: str) -> None:
     assert book.run_folder_name(params) == name
+
+
+PLOT = HEADER + textwrap.dedent('''
+    # A chapter with a figure
+
+    ```{code-cell} ipython3
+    :tags: [parameters]
+
+    profile = "cpu"
+    ```
+
+    ```{code-cell} ipython3
+    :tags: [validate]
+
+    assert profile in ("smoke", "cpu", "gpu")
+    ```
+
+    ```{code-cell} ipython3
+    import matplotlib.pyplot as plt
+    plt.plot([0, 1], [1, 0])
+    plt.show()
+    ```
+''')
+
+
+def test_figures_reach_the_page_even_with_a_non_inline_backend_in_the_shell(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as a CI script might export
+    src = tmp_path / "plot.md"
+    src.write_text(PLOT)
+    out = tmp_path / "plot.ipynb"
+    book.execute_chapter(src, out, {"profile": "smoke"})
+    nb = nbformat.read(out, as_version=4)
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 1
+    import os
+
+    assert os.environ["MPLBACKEND"] == "Agg"  # restored afterwards
