@@ -828,9 +828,9 @@ def _p_f_over_u(div: FDivergence, lp: Tensor, lq: Tensor, t: Tensor) -> Tensor |
     if name == "jeffrey":
         return (p - q) * t
     if name == "jensen_shannon":
-        return p * t - (p + q) * (F.softplus(t) - math.log(2.0))
+        return p * t - (p + q) * (_softplus(t) - math.log(2.0))
     if name == "gan":
-        return p * t - (p + q) * F.softplus(t)
+        return p * t - (p + q) * _softplus(t)
     if name == "total_variation":
         return 0.5 * (p - q).abs()
     if name == "alpha" and div.alpha is not None:

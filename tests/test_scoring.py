@@ -392,3 +392,15 @@ def test_ratio_helpers() -> None:
     assert log_ratio_from_logit(v) is v
     D = torch.sigmoid(v)
     assert torch.allclose(ratio_from_logit(v), D / (1 - D))
+
+
+def test_bernoulli_implied_f_is_accurate_for_huge_ratios() -> None:
+    """f(u) = u log u - (u+1) log(u+1) = -u log(1 + 1/u) - log(1+u); mpmath-free closed form via log1p."""
+    import math
+
+    from gan_lib.scoring import get_rule
+
+    f = get_rule("bernoulli").implied_f
+    for u in (1e6, 1e10, 1e14):
+        exact = -u * math.log1p(1.0 / u) - math.log1p(u)
+        assert float(f(torch.tensor(u, dtype=torch.float64))) == pytest.approx(exact, rel=1e-12)
