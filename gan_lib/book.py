@@ -231,6 +231,8 @@ def check_parameters(nb, parameters: Mapping[str, Any], cwd: Path | None = None)
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # the traceback is coloured with ANSI codes
         lines = [ln.strip() for ln in text.splitlines() if "Error" in ln and ":" in ln]
         raise ValueError(lines[-1] if lines else text) from None
+    except Exception as err:  # a dead or missing kernel
+        raise BuildError(f"could not check the parameters: {type(err).__name__}: {err}") from err
 
 
 def execute_chapter(
@@ -289,6 +291,8 @@ def execute_chapter(
             f"{source.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
             f"{err.ename}: {err.evalue}"
         ) from None
+    except Exception as err:  # a dead or missing kernel, an unwritable output, ...
+        raise BuildError(f"{source.name} could not be executed: {type(err).__name__}: {err}") from err
     finally:
         if saved_backend is None:
             os.environ.pop("MPLBACKEND", None)
@@ -344,7 +348,8 @@ def _status_page(results: list[ChapterResult], profile: str, total: float) -> st
 
 This page is written by `ganbook build` every time the book is built: each chapter below was
 executed from its source by papermill with the profile shown, in this build, before the book was
-rendered. A chapter that fails stops the build, so a rendered book only ever shows passing chapters.
+rendered. If any chapter fails, the book is not rendered, so a rendered book only ever shows passing
+chapters.
 
 | Chapter | Profile | Wall time (s) | Result |
 |:--|:--|--:|:--|
@@ -433,31 +438,55 @@ def build_book(
             )
         print(f"[ganbook] {chapter.name}: {'ok' if results[-1].ok else 'FAILED'} in {results[-1].seconds:.1f} s", flush=True)
     total = time.perf_counter() - t0
-    (out / "_build" / "status.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    _write_atomic(out / "_build" / "status.json", json.dumps([asdict(r) for r in results], indent=2))
     if failures:
         raise BuildError("chapter(s) failed, the book was not rendered:\n  " + "\n  ".join(failures))
-    (src / "book" / "status.md").write_text(_status_page(results, profile, total))
+    _write_atomic(src / "book" / "status.md", _status_page(results, profile, total))
     if render:
         render_book(src, out)
     return results
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
 def render_book(src: Path, out: Path) -> Path:
-    """Render the staged tree ``src`` with ``jupyter-book build -W -n --keep-going`` into
-    ``out/_build/html`` and return that folder."""
-    cmd = [
-        sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(src),
-        "--path-output", str(out), "--all", "-W", "-n", "--keep-going",
-    ]
-    proc = subprocess.run(cmd, text=True, capture_output=True)
-    sys.stdout.write(proc.stdout[-20000:])
-    sys.stderr.write(proc.stderr[-20000:])
-    site = out / "_build" / "html"
-    if proc.returncode != 0:
-        raise BuildError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
-    if not (site / "index.html").is_file():
-        raise BuildError(f"jupyter-book reported success but {site / 'index.html'} is missing")
-    return site
+    """Render the staged tree ``src`` with ``jupyter-book build -W -n --keep-going`` and return the
+    site, ``out/_build/html``.
+
+    The site is rendered into a scratch folder first and moved into place only when the build
+    succeeded, so a failed render never leaves a mix of new and old pages.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix=".render.", dir=out / "_build"))
+    try:
+        cmd = [
+            sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(src),
+            "--path-output", str(scratch), "--all", "-W", "-n", "--keep-going",
+        ]
+        proc = subprocess.run(cmd, text=True, capture_output=True)
+        sys.stdout.write(proc.stdout[-20000:])
+        sys.stderr.write(proc.stderr[-20000:])
+        built = scratch / "_build" / "html"
+        if proc.returncode != 0:
+            raise BuildError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
+        if not (built / "index.html").is_file():
+            raise BuildError(f"jupyter-book reported success but {built / 'index.html'} is missing")
+        site = out / "_build" / "html"
+        old = out / "_build" / ".html.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if site.exists():
+            site.rename(old)
+        built.rename(site)
+        if old.exists():
+            shutil.rmtree(old)
+        return site
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
