@@ -251,8 +251,8 @@ class GANLoss:
         formula_d, formula_g: the two halves of ``formula``.
         requires_real_in_generator: ``generator()`` needs ``d_real``.
         paired: ``d_real`` and ``d_fake`` must have the same shape.
-        safe_logit_range: ``None`` when the loss is finite for every finite logit in float32 and
-            bfloat16, else ``(lo, hi)``: logits inside it give finite values and gradients
+        safe_logit_range: ``None`` when the loss is finite for every logit with ``|v| <= 1e4`` in
+            float32 and bfloat16 (squares such as LSGAN's still overflow near ``|v| ~ 1e19``), else ``(lo, hi)``: logits inside it give finite values and gradients
             (the loss grows like ``exp(v)`` outside).
         discriminator_fn, generator_fn: the underlying pure functions (options bound).
     """

@@ -9,8 +9,10 @@ generator pulls the fakes' outputs towards ``c``:
 The optimal discriminator is ``D^*(x) = (b\,p(x) + a\,q(x)) / (p(x) + q(x))``. With
 ``b - c = 1`` and ``b - a = 2`` (``preset="pearson"``: ``a=-1, b=1, c=0``) the generator, given
 ``D^*`` and with the ``G``-independent term ``\tfrac12\mathbb{E}_P[(D^* - c)^2]`` added back,
-minimises ``\tfrac12\chi^2_{\mathrm{Pearson}}(P + Q \| 2Q) = \tfrac12\int (q - p)^2/(p + q)``
-(Mao et al. 2017, Thm. 1; see Hsieh's notes). The default ``a=0, b=1, c=1`` is the 0-1 coding
+minimises ``\tfrac12\int (q - p)^2/(p + q)`` (Mao et al. 2017, Thm. 1; see Hsieh's notes), which
+they write ``\tfrac12\chi^2_{\mathrm{Pearson}}(P + Q \| 2Q)``; in this library's convention
+``D_f(A\|B) = \int b\, f(a/b)`` (denominator from the second argument) it is
+``\tfrac12\chi^2_{\mathrm{Pearson}}(2Q \| P + Q)``. The default ``a=0, b=1, c=1`` is the 0-1 coding
 the paper uses in its experiments.
 
 Registered name: ``lsgan`` (options ``a``, ``b``, ``c``, ``preset``).
@@ -94,7 +96,7 @@ register(
             "preset": Option(
                 None,
                 one_of(None, "pearson"),
-                "None or 'pearson' (a=-1, b=1, c=0: Pearson chi^2 of P+Q and 2Q)",
+                "None or 'pearson' (a=-1, b=1, c=0: Pearson chi^2 between 2Q and P+Q)",
                 "named coding; overrides a, b, c",
             ),
         },
