@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "perspective",
     "FDivergence",
     "DIVERGENCES",
     "GAUSSIAN_CLOSED_FORMS",
@@ -809,53 +810,55 @@ def _log_prob64(dist: Any, x: Tensor) -> Tensor:
     return dist.log_prob(x).to(torch.float64)
 
 
-def _p_f_over_u(div: FDivergence, lp: Tensor, lq: Tensor, t: Tensor) -> Tensor | None:
-    """``p f(u)/u`` for ``u = p/q > 1``, from ``lp = log p``, ``lq = log q`` and ``t = log u``,
-    written as sums of exponentials of log-quantities so that it stays exact when ``u = e^t`` is
-    far beyond float range; ``None`` for a divergence without such a form."""
-    p, q = torch.exp(lp), torch.exp(lq)
-    name = div.name
-    if name == "kl":
-        return p * t
-    if name == "reverse_kl":
-        return -t * q
-    if name == "pearson":
-        return torch.exp(lp + t) - 2.0 * p + q
-    if name == "neyman":
-        return p * (1.0 - torch.exp(-t)) ** 2
-    if name == "squared_hellinger":
-        return p * (1.0 - torch.exp(-0.5 * t)) ** 2
-    if name == "jeffrey":
-        return (p - q) * t
-    if name == "jensen_shannon":
-        return p * t - (p + q) * (_softplus(t) - math.log(2.0))
-    if name == "gan":
-        return p * t - (p + q) * _softplus(t)
-    if name == "total_variation":
-        return 0.5 * (p - q).abs()
-    if name == "alpha" and div.alpha is not None:
+def _exact_p_f_over_u(div: FDivergence) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
+    """``(lp, lq, t) -> p f(u)/u`` for ``u = p/q > 1`` (``t = log u``), written as sums of exponentials
+    of log-quantities so that it stays exact when ``u = e^t`` is far beyond float range; ``None`` for
+    a divergence without such a form."""
+    e = torch.exp
+    forms: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+        "kl": lambda lp, lq, t: e(lp) * t,
+        "reverse_kl": lambda lp, lq, t: -t * e(lq),
+        "pearson": lambda lp, lq, t: e(lp + t) - 2.0 * e(lp) + e(lq),
+        "neyman": lambda lp, lq, t: e(lp) * (1.0 - e(-t)) ** 2,
+        "squared_hellinger": lambda lp, lq, t: e(lp) * (1.0 - e(-0.5 * t)) ** 2,
+        "jeffrey": lambda lp, lq, t: (e(lp) - e(lq)) * t,
+        "jensen_shannon": lambda lp, lq, t: e(lp) * t - (e(lp) + e(lq)) * (_softplus(t) - math.log(2.0)),
+        "gan": lambda lp, lq, t: e(lp) * t - (e(lp) + e(lq)) * _softplus(t),
+        "total_variation": lambda lp, lq, t: 0.5 * (e(lp) - e(lq)).abs(),
+    }
+    if div.name == "alpha" and div.alpha is not None:
         a = div.alpha
-        return (torch.exp(lp + (a - 1.0) * t) - q - a * (p - q)) / (a * (a - 1.0))
-    return None
+        return lambda lp, lq, t: (e(lp + (a - 1.0) * t) - e(lq) - a * (e(lp) - e(lq))) / (a * (a - 1.0))
+    return forms.get(div.name)
 
 
-def _perspective(div: FDivergence, lp: Tensor, lq: Tensor) -> Tensor:
-    """``q f(p/q)`` from log-densities: ``q f(u)`` where ``u <= 1``, ``p f(u)/u`` where ``u > 1``.
+def perspective(
+    f: Callable[[Tensor], Tensor],
+    lp: Tensor,
+    lq: Tensor,
+    p_f_over_u: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """``q f(p/q)`` from log-densities ``lp``, ``lq``: ``q f(u)`` where ``u = p/q <= 1`` and
+    ``p f(u)/u`` where ``u > 1``, so a density that underflows in a tail gives no ``0 * inf``.
 
-    Where ``u > 1`` the term is evaluated from the log-densities directly (``_p_f_over_u``), so a
-    log-ratio far beyond float range (a narrow ``P`` against a narrower ``Q``'s tail) still
-    contributes its exact value.
+    ``u`` is formed from the log-ratio clamped to ``[-700, 700]``; for an ``f`` that grows faster than
+    linearly pass ``p_f_over_u(t)``, the exact ``p f(u)/u`` as a function of ``t = log u >= 0``, which
+    is then used where ``u > 1`` (so log-ratios beyond float range keep their exact value).
     """
     both_zero = torch.isneginf(lp) & torch.isneginf(lq)
     lr_raw = torch.nan_to_num(lp - lq, nan=0.0)
     lr = lr_raw.clamp(-700.0, 700.0)
-    small = lr <= 0
-    fu = div.f(torch.exp(lr))
+    fu = f(torch.exp(lr))
     below = torch.exp(lq) * fu
-    exact = _p_f_over_u(div, lp, lq, lr_raw.clamp(min=0.0))
-    above = torch.exp(lp - lr) * fu if exact is None else exact
-    val = torch.where(small, below, above)
+    above = torch.exp(lp - lr) * fu if p_f_over_u is None else p_f_over_u(lr_raw.clamp(min=0.0))
+    val = torch.where(lr <= 0, below, above)
     return torch.where(both_zero, torch.zeros_like(val), val)
+
+
+def _perspective(div: FDivergence, lp: Tensor, lq: Tensor) -> Tensor:
+    """:func:`perspective` for a divergence of this module, with its exact log-space form."""
+    exact = _exact_p_f_over_u(div)
+    return perspective(div.f, lp, lq, None if exact is None else (lambda t: exact(lp, lq, t)))
 
 
 def quad_expectation(

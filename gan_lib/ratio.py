@@ -29,7 +29,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from gan_lib.divergences import _adaptive_integrate, _auto_bounds
+from gan_lib.divergences import _adaptive_integrate, _auto_bounds, perspective
 from gan_lib.nets import mlp
 from gan_lib.scoring import ScoringRule, get_rule
 
@@ -197,12 +197,8 @@ def implied_divergence(
     a, b = _bounds(p, q, lo, hi)
 
     def integrand(x: Tensor) -> Tensor:
-        lp = p.log_prob(x).to(torch.float64)
-        lq = q.log_prob(x).to(torch.float64)
-        lr = torch.nan_to_num(lp - lq, nan=0.0).clamp(-700.0, 700.0)
-        fu = r.implied_f(torch.exp(lr))
-        val = torch.where(lr <= 0, torch.exp(lq) * fu, torch.exp(lp - lr) * fu)
-        return torch.where(torch.isneginf(lp) & torch.isneginf(lq), torch.zeros_like(val), val)
+        # implied f's grow at most linearly, so the clamped ratio of `perspective` is exact enough
+        return perspective(r.implied_f, p.log_prob(x).to(torch.float64), q.log_prob(x).to(torch.float64))
 
     return _adaptive_integrate(integrand, a, b)
 
