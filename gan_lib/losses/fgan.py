@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from gan_lib.divergences import DIVERGENCES, FDivergence, get_divergence
+from gan_lib.divergences import DIVERGENCES, FDivergence, get_divergence, variational_bound
 
 from ._registry import (
     LossParts,
@@ -57,9 +57,10 @@ __all__ = ["fgan_discriminator", "fgan_generator_minimax", "fgan_generator_nonsa
 def fgan_discriminator(div: FDivergence, d_real: Tensor, d_fake: Tensor) -> Tensor:
     r"""f-GAN discriminator loss ``-\mathbb{E}_P[g_f(v)] + \mathbb{E}_Q[f^*(g_f(v))]`` (Nowozin et al. 2016, Eq. 6).
 
-    Its negation is the variational lower bound on ``D_f(P\|Q)``, tight at ``g_f(v) = f'(p/q)``.
+    Its negation is the variational lower bound on ``D_f(P\|Q)``, tight at ``g_f(v) = f'(p/q)``
+    (:func:`gan_lib.divergences.variational_bound`).
     """
-    return div.conjugate_of_activation(d_fake).mean() - div.activation(d_real).mean()
+    return -variational_bound(div, d_real, d_fake)
 
 
 def fgan_generator_minimax(div: FDivergence, d_fake: Tensor) -> Tensor:
