@@ -44,25 +44,30 @@ GOOD = HEADER + textwrap.dedent('''
     ```
 ''')
 
-BAD = HEADER + textwrap.dedent('''
-    # A chapter that fails
+def profile_only_chapter(title: str, body: str) -> str:
+    """A chapter whose only parameter is ``profile``, with the given third code cell."""
+    return HEADER + textwrap.dedent('''
+        # {title}
 
-    ```{code-cell} ipython3
-    :tags: [parameters]
+        ```{{code-cell}} ipython3
+        :tags: [parameters]
 
-    profile = "cpu"
-    ```
+        profile = "cpu"
+        ```
 
-    ```{code-cell} ipython3
-    :tags: [validate]
+        ```{{code-cell}} ipython3
+        :tags: [validate]
 
-    assert profile in ("smoke", "cpu", "gpu")
-    ```
+        assert profile in ("smoke", "cpu", "gpu")
+        ```
 
-    ```{code-cell} ipython3
-    raise RuntimeError("deliberate failure in the third cell")
-    ```
-''')
+        ```{{code-cell}} ipython3
+        {body}
+        ```
+    ''').format(title=title, body=body)
+
+
+BAD = profile_only_chapter("A chapter that fails", 'raise RuntimeError("deliberate failure in the third cell")')
 
 
 @pytest.fixture()
@@ -178,27 +183,7 @@ def test_run_folder_names_keep_signs_and_are_distinct(params: dict, name: str) -
     assert book.run_folder_name(params) == name
 
 
-PLOT = HEADER + textwrap.dedent('''
-    # A chapter with a figure
-
-    ```{code-cell} ipython3
-    :tags: [parameters]
-
-    profile = "cpu"
-    ```
-
-    ```{code-cell} ipython3
-    :tags: [validate]
-
-    assert profile in ("smoke", "cpu", "gpu")
-    ```
-
-    ```{code-cell} ipython3
-    import matplotlib.pyplot as plt
-    plt.plot([0, 1], [1, 0])
-    plt.show()
-    ```
-''')
+PLOT = profile_only_chapter("A chapter with a figure", "import matplotlib.pyplot as plt; plt.plot([0, 1], [1, 0]); plt.show()")
 
 
 def test_figures_reach_the_page_even_with_a_non_inline_backend_in_the_shell(tmp_path: Path, monkeypatch) -> None:
