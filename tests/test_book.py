@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gan_lib import book, cli
+from gan_lib.pipeline import book, cli
 
 HEADER = """---
 jupytext:
@@ -35,7 +35,7 @@ GOOD = HEADER + textwrap.dedent('''
     ```{code-cell} ipython3
     :tags: [validate]
 
-    from gan_lib.params import validate, one_of, integer, PROFILES
+    from gan_lib.pipeline.params import validate, one_of, integer, PROFILES
     validate(globals(), profile=one_of(*PROFILES), steps=integer(1, 100))
     ```
 

@@ -1,4 +1,4 @@
-"""Tests of gan_lib.estimation against independent references.
+"""Tests of gan_lib.train.critics against independent references.
 
 References: torch's own ``nn.Linear``/``LeakyReLU`` network (for the batched critics), closed forms
 for two unit Gaussians N(delta, 1) and N(0, 1) (KL = delta^2/2, chi^2 = e^{delta^2} - 1, squared
@@ -14,40 +14,15 @@ import pytest
 import torch
 
 from gan_lib.divergences import get_divergence
-from gan_lib.estimation import (
-    CriticBank,
+from gan_lib.nets import BatchedMLP
+from gan_lib.train.critics import (
     bound_estimates,
     critic_outputs,
     fgan_loss_for,
     fit_critics,
     optimal_critic_moments,
 )
-from gan_lib.toy import gaussian_1d
-
-
-def test_bank_members_equal_plain_mlps():
-    torch.manual_seed(0)
-    bank = CriticBank(3, [2, 7, 16], depth=2, generator=torch.Generator().manual_seed(1))
-    x = torch.randn(50, 3)
-    out = bank(x)
-    assert out.shape == (3, 50)
-    for k in range(3):
-        net = bank.member(k)
-        hidden = [m for m in net if isinstance(m, torch.nn.Linear)][0].out_features
-        assert hidden == bank.widths[k]
-        torch.testing.assert_close(net(x).squeeze(-1), out[k], rtol=1e-5, atol=1e-6)
-    # one batch per member gives the same as the shared batch
-    torch.testing.assert_close(bank(x.unsqueeze(0).expand(3, -1, -1)), out)
-
-
-def test_bank_init_matches_nn_linear_scale():
-    # nn.Linear draws weights uniformly in +-1/sqrt(fan_in): check the range and rough spread
-    bank = CriticBank(4, [256], depth=1, generator=torch.Generator().manual_seed(0))
-    w0 = bank.weights[0][0].detach()  # (4, 256), fan_in 4
-    w1 = bank.weights[1][0, :, 0].detach()  # (256,), fan_in 256
-    assert w0.abs().max() <= 0.5 + 1e-7 and w0.abs().max() > 0.45
-    assert w1.abs().max() <= 1 / 16 + 1e-7
-    assert abs(float(w0.std()) - 0.5 / math.sqrt(3)) < 0.03
+from gan_lib.data.toy import gaussian_1d
 
 
 def test_masked_units_stay_zero_and_members_are_independent():
@@ -104,7 +79,7 @@ def test_trained_critic_estimates_gaussian_divergence(name, truth):
 def test_bound_estimate_standard_error_formula():
     # a bank whose critic is constant v = c: T = c, f*(T) = e^{c-1} for KL, sd 0 -> se 0, value known
     d = get_divergence("kl")
-    bank = CriticBank(1, [4], depth=1)
+    bank = BatchedMLP(1, [4], depth=1)
     with torch.no_grad():
         for w in bank.weights:
             w.zero_()
@@ -151,13 +126,13 @@ def test_argument_checks():
     with pytest.raises(ValueError, match="empty"):
         fit_critics([], x, x, steps=1, progress=False)
     with pytest.raises(ValueError, match="widths"):
-        CriticBank(1, [])
+        BatchedMLP(1, [])
     with pytest.raises(ValueError, match="shape"):
-        CriticBank(2, [4])(torch.randn(5, 3))
+        BatchedMLP(2, [4])(torch.randn(5, 3))
     with pytest.raises(ValueError, match="via"):
         optimal_critic_moments(d[0], gaussian_1d(0, 1), gaussian_1d(1, 1), via="other")
     with pytest.raises(ValueError, match="bank"):
-        bound_estimates(d * 2, CriticBank(1, [4]), x, x)
+        bound_estimates(d * 2, BatchedMLP(1, [4]), x, x)
 
 
 def test_threads_restored():

@@ -1,4 +1,4 @@
-"""Tests for gan_lib.fitting against references computed another way.
+"""Tests for gan_lib.divergences (generator divergences, Gaussian fits) and gan_lib.metrics.coverage against references computed another way.
 
 References here do not call the code under test: Poole et al.'s table written out in numpy,
 scipy.integrate.quad of numpy integrands, the closed forms of gan_lib.divergences.gaussian_divergence
@@ -18,16 +18,15 @@ from scipy.stats import norm
 
 from gan_lib import losses
 from gan_lib.divergences import gaussian_divergence
-from gan_lib.fitting import (
+from gan_lib.divergences import (
     POOLE_NAMES,
     divergence_to_gaussian,
     fit_gaussian,
     generator_divergence,
-    mode_coverage,
     poole_family,
-    pushforward_masses_1d,
 )
-from gan_lib.toy import gaussian_1d, mixture_1d
+from gan_lib.metrics import mode_coverage, pushforward_masses_1d
+from gan_lib.data.toy import gaussian_1d, mixture_1d
 
 ALPHAS = (-1.0, 0.5, 2.0, 3.0)
 U = np.array([1e-3, 0.05, 0.3, 1.0, 2.0, 7.5, 40.0])

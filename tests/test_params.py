@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from gan_lib.params import (
+from gan_lib.pipeline.params import (
     ParameterError, boolean, integer, list_of, one_of, optional, real, validate, with_profile,
 )
 

@@ -1,4 +1,4 @@
-"""Tests for gan_lib.ratio against references computed another way.
+"""Tests for gan_lib.metrics.ratio and the batched classifier stack against references computed another way.
 
 References: plain ``nets.mlp`` networks and separate Adam optimisers (for the stacked networks),
 closed forms between Gaussians (Bhattacharyya coefficient, total variation of equal-variance
@@ -16,15 +16,10 @@ import torch
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from gan_lib import nets, scoring, toy
-from gan_lib.ratio import (
-    StackedMLP,
-    implied_divergence,
-    log_ratio_rmse,
-    logit_function,
-    population_risk,
-    stacked_loss,
-)
+from gan_lib.data import toy
+from gan_lib.divergences import scoring
+from gan_lib.metrics.ratio import implied_divergence, log_ratio_rmse, logit_function, population_risk
+from gan_lib.train import stacked_loss
 
 STRICT = ("bernoulli", "brier", "exponential", "spherical")
 
@@ -62,81 +57,16 @@ def gauss_bc(m1: float, s1: float, m2: float, s2: float) -> float:
     return math.sqrt(2.0 * s1 * s2 / v) * math.exp(-((m1 - m2) ** 2) / (4.0 * v))
 
 
-# --- StackedMLP ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("activation", ["silu", "leaky_relu", "tanh"])
-@pytest.mark.parametrize("depth", [0, 1, 3])
-def test_stack_members_equal_a_plain_mlp_with_the_same_seed(activation: str, depth: int) -> None:
-    torch.manual_seed(5)
-    ref = nets.mlp(2, 1, 16, depth, activation)
-    torch.manual_seed(5)
-    stack = StackedMLP(3, in_dim=2, hidden=16, depth=depth, activation=activation)
-    x = torch.randn(11, 2)
-    out = stack(x)
-    assert out.shape == (11, 3)
-    for k in range(3):
-        torch.testing.assert_close(out[:, k], ref(x)[:, 0], rtol=1e-6, atol=1e-6)
-
-
-def test_stack_without_same_init_has_different_members_and_member_matches_column() -> None:
-    torch.manual_seed(0)
-    stack = StackedMLP(4, hidden=8, depth=2, activation="silu", same_init=False)
-    x = torch.linspace(-3, 3, 50).unsqueeze(-1)
-    out = stack(x)
-    assert not torch.allclose(out[:, 0], out[:, 1])
-    for k in range(4):
-        member = stack.member(k)
-        assert isinstance(member, torch.nn.Sequential)
-        torch.testing.assert_close(member(x)[:, 0], out[:, k], rtol=1e-6, atol=1e-6)
-    with pytest.raises(IndexError):
-        stack.member(4)
-
-
-def test_stack_rejects_bad_shapes_and_sizes() -> None:
-    stack = StackedMLP(2, in_dim=1, hidden=4)
-    with pytest.raises(ValueError, match="shape"):
-        stack(torch.zeros(5))
-    with pytest.raises(ValueError, match="n_members"):
-        StackedMLP(0)
-
-
-def test_adam_on_stack_equals_separate_adam_per_rule() -> None:
-    """Disjoint parameters: one optimiser on the stack == one optimiser per network."""
-    rules = ["bernoulli", "hinge", "exponential"]
-    torch.manual_seed(3)
-    stack = StackedMLP(len(rules), hidden=8, depth=2, activation="silu").double()
-    singles = [stack.member(k) for k in range(len(rules))]
-    opt = torch.optim.Adam(stack.parameters(), lr=1e-2)
-    opts = [torch.optim.Adam(net.parameters(), lr=1e-2) for net in singles]
-    loss = stacked_loss(rules)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        xr = torch.randn(32, 1, generator=gen, dtype=torch.float64) + 1.0
-        xf = torch.randn(32, 1, generator=gen, dtype=torch.float64)
-        opt.zero_grad()
-        loss(stack(xr), stack(xf)).backward()
-        opt.step()
-        for net, o, name in zip(singles, opts, rules):
-            rule = scoring.get_rule(name)
-            o.zero_grad()
-            rule.loss(net(xr)[:, 0], net(xf)[:, 0]).backward()
-            o.step()
-    x = torch.linspace(-4, 4, 41, dtype=torch.float64).unsqueeze(-1)
-    for k, net in enumerate(singles):
-        torch.testing.assert_close(stack(x)[:, k], net(x)[:, 0], rtol=1e-10, atol=1e-10)
-
-
 def test_stacked_loss_sums_rule_losses_and_checks_columns() -> None:
-    vr = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
-    vf = torch.tensor([[-0.7, 0.1], [0.4, -2.5], [1.0, 1.0]], dtype=torch.float64)
+    vr = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64).T  # (members, batch)
+    vf = torch.tensor([[-0.7, 0.1], [0.4, -2.5], [1.0, 1.0]], dtype=torch.float64).T
     got = float(stacked_loss(["brier", "spherical"])(vr, vf))
     want = 0.0
     for k, name in enumerate(["brier", "spherical"]):
-        want += np.mean([np_losses(name, float(v))[0] for v in vr[:, k]])
-        want += np.mean([np_losses(name, float(v))[1] for v in vf[:, k]])
+        want += np.mean([np_losses(name, float(v))[0] for v in vr[k]])
+        want += np.mean([np_losses(name, float(v))[1] for v in vf[k]])
     assert got == pytest.approx(want, rel=1e-12)
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(ValueError, match="members"):
         stacked_loss(["brier"])(vr, vf)
     with pytest.raises(ValueError, match="unknown scoring rule"):
         stacked_loss(["brierr"])

@@ -1,4 +1,4 @@
-"""Tests for gan_lib.scoring against references computed another way.
+"""Tests for gan_lib.divergences.scoring against references computed another way.
 
 References used here do not call gan_lib formulas: the table's formulas in numpy with
 D = 1/(1+exp(-v)), scipy minimisation of the numpy pointwise risk, the textbook generalised
@@ -18,8 +18,8 @@ from scipy.optimize import minimize_scalar
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm
 
-from gan_lib import scoring
-from gan_lib.scoring import (
+from gan_lib.divergences import scoring
+from gan_lib.divergences.scoring import (
     SCORING_RULES,
     ScoringRule,
     exp_logit_clamp,
@@ -398,7 +398,7 @@ def test_bernoulli_implied_f_is_accurate_for_huge_ratios() -> None:
     """f(u) = u log u - (u+1) log(u+1) = -u log(1 + 1/u) - log(1+u); mpmath-free closed form via log1p."""
     import math
 
-    from gan_lib.scoring import get_rule
+    from gan_lib.divergences.scoring import get_rule
 
     f = get_rule("bernoulli").implied_f
     for u in (1e6, 1e10, 1e14):

@@ -27,7 +27,7 @@ from . import lsgan  # noqa: F401  isort: skip
 from . import ipm  # noqa: F401  isort: skip
 from . import relativistic  # noqa: F401  isort: skip
 from . import regularisers  # noqa: F401  isort: skip
-from ._registry import REGISTRY, GANLoss, LossSpec, Option, get, names, table
+from .registry import REGISTRY, GANLoss, LossSpec, Option, get, names, table
 from .regularisers import apply_spectral_norm, clip_weights_, gradient_penalty, r1_penalty
 
 __all__ = [

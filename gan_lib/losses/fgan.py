@@ -39,17 +39,9 @@ from typing import Any, Callable
 from torch import Tensor
 
 from gan_lib.divergences import DIVERGENCES, FDivergence, get_divergence, variational_bound
+from gan_lib.validation import alpha_number, boolean, one_of
 
-from ._registry import (
-    LossParts,
-    LossSpec,
-    Option,
-    alpha_number,
-    boolean,
-    clamp_to_range,
-    one_of,
-    register,
-)
+from .registry import LossParts, LossSpec, Option, clamp_to_range, register
 
 __all__ = ["fgan_discriminator", "fgan_generator_minimax", "fgan_generator_nonsaturating", "FGAN_NAMES"]
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from gan_lib.validation import boolean
 
-from ._registry import LossParts, LossSpec, Option, boolean, register
+from .registry import LossParts, LossSpec, Option, register
 
 __all__ = [
     "wgan_discriminator",

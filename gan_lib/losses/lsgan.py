@@ -23,8 +23,9 @@ from __future__ import annotations
 from typing import Optional
 
 from torch import Tensor
+from gan_lib.validation import one_of, real_number
 
-from ._registry import LossParts, LossSpec, Option, one_of, real_number, register
+from .registry import LossParts, LossSpec, Option, register
 
 __all__ = ["lsgan_discriminator", "lsgan_generator", "LSGAN_PRESETS"]
 

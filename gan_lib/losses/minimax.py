@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._registry import LossParts, LossSpec, register
+from .registry import LossParts, LossSpec, register
 
 __all__ = ["bce_discriminator", "minimax_generator", "non_saturating_generator"]
 

@@ -33,7 +33,10 @@ import math
 import torch
 from torch import Tensor
 
-from ._registry import LossParts, LossSpec, Option, alpha_number, boolean, clamp_to_range, register
+from gan_lib.divergences.generator import POOLE_NAMES, generator_divergence
+from gan_lib.validation import alpha_number, boolean, one_of
+
+from .registry import LossParts, LossSpec, Option, clamp_to_range, register
 from .minimax import BCE_D, bce_discriminator, non_saturating_generator
 
 __all__ = [
@@ -210,5 +213,50 @@ register(
         },
         factory=_poole_alpha_factory,
         summary="GAN-alpha: the alpha-divergence family between the two KLs.",
+    )
+)
+
+
+def _optional_alpha(value: object) -> float | None:
+    return None if value is None else alpha_number(value)
+
+
+def _poole_envelope_factory(divergence: str, alpha: float | None) -> LossParts:
+    if divergence == "alpha" and alpha is None:
+        raise ValueError("poole_envelope with divergence='alpha' needs alpha=<finite number other than 0 and 1>")
+    if divergence != "alpha" and alpha is not None:
+        raise ValueError(f"poole_envelope with divergence={divergence!r} takes no alpha (got alpha={alpha!r})")
+    gd = generator_divergence(divergence, alpha)
+
+    def generator(d_fake: Tensor) -> Tensor:
+        return gd.envelope_objective(d_fake).mean()
+
+    generator.__doc__ = f"Envelope generator objective of {gd.label}, mean-reduced."
+    formula_g = r"\mathbb{E}_Q[" + gd.envelope_tex.replace("V", "v") + "]"
+    return LossParts(bce_discriminator, generator, BCE_D, formula_g)
+
+
+register(
+    LossSpec(
+        name="poole_envelope",
+        family="density-ratio",
+        citation="poole2016improved",
+        options={
+            "divergence": Option(
+                "standard",
+                one_of(*POOLE_NAMES),
+                "one of " + ", ".join(repr(n) for n in POOLE_NAMES),
+                "which of Poole et al.'s generator divergences f_G",
+            ),
+            "alpha": Option(
+                None,
+                _optional_alpha,
+                "None, or (with divergence='alpha') a finite real number other than 0 and 1",
+                "order of GAN-alpha",
+            ),
+        },
+        factory=_poole_envelope_factory,
+        summary="BCE discriminator; the generator minimises f_G(u) - u f_G'(u) at u = e^v, whose gradient "
+        "with the ratio held fixed is that of D_{f_G} itself (chapter 4).",
     )
 )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._registry import LossParts, LossSpec, check_same_shape, register
+from .registry import LossParts, LossSpec, check_same_shape, register
 
 __all__ = ["rgan_discriminator", "rgan_generator", "ragan_discriminator", "ragan_generator"]
 

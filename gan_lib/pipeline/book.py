@@ -395,7 +395,7 @@ def build_book(
     The staged source tree is ``out/_build/src`` and the site ``out/_build/html`` (``out``
     defaults to ``root``). Raises :class:`BuildError` naming every failed chapter and its cell.
     """
-    from gan_lib.params import PROFILES
+    from gan_lib.pipeline.params import PROFILES
 
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not allowed: expected one of {', '.join(PROFILES)}")

@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 from torch import Tensor
 
+
 __all__ = [
     "Option",
     "LossSpec",
@@ -40,62 +41,11 @@ __all__ = [
     "check_logits",
     "check_same_shape",
     "clamp_to_range",
-    "boolean",
-    "real_number",
-    "alpha_number",
-    "one_of",
 ]
 
 DiscriminatorFn = Callable[[Tensor, Tensor], Tensor]
 GeneratorFn = Callable[..., Tensor]
 SafeRange = Optional[tuple[float, float]]
-
-
-# --------------------------------------------------------------------------------------------
-# Option validators: each takes the user's value and returns the normalised value, or raises
-# ValueError with a message saying what is allowed.
-# --------------------------------------------------------------------------------------------
-
-
-def real_number(value: Any) -> float:
-    """Accept a finite real number (int or float, not bool); return it as ``float``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("must be a finite real number")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError("must be a finite real number")
-    return out
-
-
-def alpha_number(value: Any) -> float:
-    """Accept a finite real ``alpha`` not equal to 0 or 1 (the alpha-family's singular points)."""
-    try:
-        out = real_number(value)
-    except ValueError:
-        raise ValueError("must be a finite real number other than 0 and 1") from None
-    if out in (0.0, 1.0):
-        raise ValueError("must be a finite real number other than 0 and 1 (the limits are KL divergences)")
-    return out
-
-
-def boolean(value: Any) -> bool:
-    """Accept ``True`` or ``False`` only."""
-    if not isinstance(value, bool):
-        raise ValueError("must be True or False")
-    return value
-
-
-def one_of(*choices: Any) -> Callable[[Any], Any]:
-    """A validator accepting exactly one of ``choices``."""
-
-    def check(value: Any) -> Any:
-        for choice in choices:
-            if value is choice or (type(value) is type(choice) and value == choice):
-                return choice
-        raise ValueError("must be one of " + ", ".join(repr(c) for c in choices))
-
-    check.__doc__ = "one of " + ", ".join(repr(c) for c in choices)
-    return check
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ Each object carries ``f``, the table's ``f_star``, the activation ``g_f``, the c
 log-space), the optimal critic ``t_star(u) = f'(u)`` and its inverse, and short LaTeX strings from
 which the book renders its table, so prose and code cannot disagree.
 
-Naming caveats (see ``/work/shared/references/fgan-table.md``):
+Naming caveats (Nowozin et al. 2016, Tables 1 and 2, read against their Appendix):
 
 * Pearson: ``f(u) = (u-1)^2`` so ``D_f = \int (p-q)^2 / q``. Neyman: ``f(u) = (1-u)^2 / u`` so
   ``D_f = \int (p-q)^2 / p``.
@@ -35,44 +35,34 @@ derivatives stay below about ``e^70`` (so even batch sums of a million terms sta
 float32). ``None`` means they are finite (polynomial growth) for every ``|v| <= 1e4``. Losses should
 clamp raw critic outputs to this range.
 
-The module also holds the numerical tools the book uses to check claims: closed forms between
-Gaussians (:func:`gaussian_divergence`), adaptive Gauss--Legendre quadrature between 1-D densities
-(:func:`quad_divergence`, :func:`quad_expectation`, :func:`jsd`), Monte Carlo
-(:func:`mc_divergence`) and the f-GAN value on raw critic outputs (:func:`variational_bound`).
+Numerical tools that check these objects live beside this module: closed forms between Gaussians
+(:mod:`.gaussian`), quadrature and Monte Carlo (:mod:`.quadrature`).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from gan_lib.validation import alpha_number
 
 __all__ = [
-    "perspective",
     "FDivergence",
     "DIVERGENCES",
-    "GAUSSIAN_CLOSED_FORMS",
     "LOG_SAFE_BUDGET",
     "get_divergence",
+    "resolve",
     "wright_omega",
+    "exact_softplus",
     "log_softplus",
     "inverse_softplus",
-    "gaussian_divergence",
-    "quad_divergence",
-    "quad_expectation",
-    "jsd",
-    "mc_divergence",
     "variational_bound",
 ]
-
-logger = logging.getLogger(__name__)
 
 #: ``safe_logit_range`` keeps exp-growing terms (and their derivatives) below ``e^LOG_SAFE_BUDGET``.
 LOG_SAFE_BUDGET: float = 70.0
@@ -117,8 +107,8 @@ class FDivergence:
 # ----------------------------------------------------------------------------------------------
 
 
-def _softplus(x: Tensor) -> Tensor:
-    """``log(1 + e^x)`` exactly in float64 (``F.softplus`` returns ``x`` itself above 20)."""
+def exact_softplus(x: Tensor) -> Tensor:
+    """Softplus ``log(1 + e^x)`` exactly in float64 (``F.softplus`` returns ``x`` itself above 20)."""
     return torch.logaddexp(x, torch.zeros_like(x))
 
 
@@ -131,7 +121,7 @@ def log_softplus(x: Tensor) -> Tensor:
     """
     x_pos = x.clamp(min=0.0)
     x_neg = x.clamp(max=0.0)
-    upper = torch.log(_softplus(x_pos))  # softplus >= log 2 here
+    upper = torch.log(exact_softplus(x_pos))  # softplus >= log 2 here
     r = torch.exp(x_neg)  # in (0, 1]
     small = r < 1e-4
     r_safe = torch.where(small, torch.ones_like(r), r)
@@ -150,7 +140,7 @@ def _wright_omega_iterate(x: Tensor) -> Tensor:
     """Solve ``w + log w = x`` (float64) by fourth-order Fritsch--Shafer--Crowley steps."""
     far_left = x < -30.0  # omega(x) = exp(x - e^x) to double precision there
     xs = torch.where(far_left, torch.zeros_like(x), x)
-    w = torch.where(xs > 1.0, xs - torch.log(xs.clamp(min=1.0)), _softplus(xs))
+    w = torch.where(xs > 1.0, xs - torch.log(xs.clamp(min=1.0)), exact_softplus(xs))
     for _ in range(5):
         r = xs - w - torch.log(w)
         a = (1.0 + w) * (1.0 + w + 2.0 * r / 3.0)  # may overflow to inf for huge x: then the
@@ -351,8 +341,8 @@ def _jensen_shannon() -> FDivergence:
         label="Jensen–Shannon",
         f=lambda u: torch.xlogy(u, u) - (u + 1.0) * torch.log((u + 1.0) / 2.0),
         f_star=lambda t: -torch.log(2.0 - torch.exp(t)),
-        activation=lambda v: _LOG2 - _softplus(-v),
-        conjugate_of_activation=lambda v: _softplus(v) - _LOG2,
+        activation=lambda v: _LOG2 - exact_softplus(-v),
+        conjugate_of_activation=lambda v: exact_softplus(v) - _LOG2,
         t_star=lambda u: torch.log(2.0 * u / (1.0 + u)),
         f_prime_1=0.0,
         f_tex=r"u\log u-(u+1)\log\tfrac{u+1}{2}",
@@ -382,8 +372,8 @@ def _gan() -> FDivergence:
         label="GAN (2·JS − log 4)",
         f=_gan_f,
         f_star=lambda t: -torch.log(-torch.expm1(t)),
-        activation=lambda v: -_softplus(-v),
-        conjugate_of_activation=lambda v: _softplus(v),
+        activation=lambda v: -exact_softplus(-v),
+        conjugate_of_activation=lambda v: exact_softplus(v),
         t_star=lambda u: torch.log(u / (1.0 + u)),
         f_prime_1=-_LOG2,
         f_tex=r"u\log u-(u+1)\log(u+1)",
@@ -465,7 +455,7 @@ def _alpha(alpha: float) -> FDivergence:
             label=f"α-divergence (α = {a:g})",
             f=f,
             f_star=f_star,
-            activation=lambda v: hi_t - _softplus(-v),
+            activation=lambda v: hi_t - exact_softplus(-v),
             conjugate_of_activation=conj,
             t_star=t_star,
             f_prime_1=0.0,
@@ -550,20 +540,17 @@ def get_divergence(name: str, **options: Any) -> FDivergence:
         if "alpha" not in options:
             raise ValueError("divergence 'alpha' needs alpha=<float>, any finite value except 0 and 1")
         try:
-            a = float(options["alpha"])
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"alpha={options['alpha']!r} is not a number; allowed: any finite float except 0 and 1"
-            ) from None
-        if not math.isfinite(a) or a in (0.0, 1.0):
-            raise ValueError(f"alpha={a!r} not allowed; allowed: any finite float except 0 and 1")
+            a = alpha_number(options["alpha"])
+        except ValueError as err:
+            raise ValueError(f"alpha={options['alpha']!r} not allowed: {err}") from None
         return _alpha(a)
     if options:
         raise ValueError(f"divergence {name!r} takes no options; got {sorted(options)}")
     return _cached(name)
 
 
-def _resolve(div: str | FDivergence, **options: Any) -> FDivergence:
+def resolve(div: str | FDivergence, **options: Any) -> FDivergence:
+    """An :class:`FDivergence` given as itself or by registry name (with its options)."""
     if isinstance(div, FDivergence):
         if options:
             raise ValueError(f"options {sorted(options)} given together with an FDivergence object")
@@ -582,389 +569,5 @@ def variational_bound(div: str | FDivergence, v_real: Tensor, v_fake: Tensor) ->
     A lower bound on ``D_f(P||Q)`` for samples ``v_real`` from P and ``v_fake`` from Q
     (``nowozin2016fgan``, Eq. 6); differentiable; the conjugate is taken from the stable composite.
     """
-    d = _resolve(div)
+    d = resolve(div)
     return d.activation(v_real).mean() - d.conjugate_of_activation(v_fake).mean()
-
-
-# ----------------------------------------------------------------------------------------------
-# Gaussian closed forms
-# ----------------------------------------------------------------------------------------------
-
-#: Divergences with a closed form between two Gaussians (``"alpha"`` for any alpha).
-GAUSSIAN_CLOSED_FORMS: tuple[str, ...] = (
-    "kl",
-    "reverse_kl",
-    "jeffrey",
-    "squared_hellinger",
-    "pearson",
-    "neyman",
-    "alpha",
-)
-
-
-def _as_gaussian(mean: Any, cov: Any, which: str) -> tuple[Tensor, Tensor]:
-    mu = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
-    d = mu.numel()
-    S = torch.as_tensor(cov, dtype=torch.float64)
-    if S.ndim == 0:
-        S = S * torch.eye(d, dtype=torch.float64)
-    elif S.ndim == 1:
-        if S.numel() != d:
-            raise ValueError(f"cov_{which} has {S.numel()} entries but mean_{which} has {d}")
-        S = torch.diag(S)
-    if S.shape != (d, d):
-        raise ValueError(f"cov_{which} has shape {tuple(S.shape)}; expected ({d}, {d}) or a scalar variance")
-    if not (torch.isfinite(mu).all() and torch.isfinite(S).all()):
-        raise ValueError(f"mean_{which}/cov_{which} contain non-finite values")
-    if not torch.allclose(S, S.T):
-        raise ValueError(f"cov_{which} must be symmetric")
-    if torch.linalg.eigvalsh(S).min() <= 0:
-        raise ValueError(f"cov_{which} must be positive definite (a 1-D scalar is a variance, std^2)")
-    return mu, S
-
-
-def _gauss_kl(mp: Tensor, Sp: Tensor, mq: Tensor, Sq: Tensor) -> float:
-    d = mp.numel()
-    Lq = torch.linalg.cholesky(Sq)
-    delta = (mq - mp).reshape(-1, 1)
-    trace = torch.cholesky_solve(Sp, Lq).diagonal().sum()
-    maha = (delta * torch.cholesky_solve(delta, Lq)).sum()
-    logdet = torch.linalg.slogdet(Sq)[1] - torch.linalg.slogdet(Sp)[1]
-    return float(0.5 * (trace + maha - d + logdet))
-
-
-def _gauss_log_chernoff(a: float, mp: Tensor, Sp: Tensor, mq: Tensor, Sq: Tensor) -> float:
-    r"""``log \int p^a q^{1-a}`` for Gaussians; ``+inf`` when ``a Sq + (1-a) Sp`` is not positive definite."""
-    Sa = a * Sq + (1.0 - a) * Sp
-    Sa = 0.5 * (Sa + Sa.T)
-    if torch.linalg.eigvalsh(Sa).min() <= 0:
-        return math.inf
-    La = torch.linalg.cholesky(Sa)
-    delta = (mp - mq).reshape(-1, 1)
-    maha = (delta * torch.cholesky_solve(delta, La)).sum()
-    val = (
-        0.5 * a * (a - 1.0) * maha
-        - 0.5 * torch.linalg.slogdet(Sa)[1]
-        + 0.5 * (1.0 - a) * torch.linalg.slogdet(Sp)[1]
-        + 0.5 * a * torch.linalg.slogdet(Sq)[1]
-    )
-    return float(val)
-
-
-def _alpha_from_chernoff(a: float, mp: Tensor, Sp: Tensor, mq: Tensor, Sq: Tensor) -> float:
-    """alpha-divergence ``(\\int p^a q^{1-a} - 1) / (a (a - 1))``."""
-    lc = _gauss_log_chernoff(a, mp, Sp, mq, Sq)
-    if math.isinf(lc):
-        return math.inf
-    try:
-        return math.expm1(lc) / (a * (a - 1.0))
-    except OverflowError:
-        return math.inf
-
-
-def gaussian_divergence(
-    name_or_div: str | FDivergence,
-    mean_p: Any,
-    cov_p: Any,
-    mean_q: Any,
-    cov_q: Any,
-    **options: Any,
-) -> float:
-    r"""``D_f(N(mean_p, cov_p) || N(mean_q, cov_q))`` in closed form, any dimension.
-
-    ``cov`` may be a scalar variance (std^2, times the identity in d > 1), a vector (diagonal) or a
-    matrix. Formulas: KL the usual one; reverse KL = KL(Q||P); Jeffrey = their sum; the others from
-    the Chernoff coefficient ``C_a = \int p^a q^{1-a}``, with
-    ``log C_a = a(a-1)/2 Δ^T Σ_a^{-1} Δ - ½ log|Σ_a| + (1-a)/2 log|Σ_p| + a/2 log|Σ_q|``,
-    ``Σ_a = a Σ_q + (1-a) Σ_p`` (finite only where ``Σ_a`` is positive definite): squared Hellinger
-    ``2 - 2 C_{1/2}`` (Bhattacharyya), Pearson ``C_2 - 1`` (needs ``2Σ_q - Σ_p > 0``), Neyman
-    ``C_{-1} - 1`` (needs ``2Σ_p - Σ_q > 0``), alpha ``(C_a - 1)/(a(a-1))``. Returns ``math.inf``
-    where the divergence is infinite. ``options`` (``alpha=``) go to :func:`get_divergence`.
-    """
-    d = _resolve(name_or_div, **options)
-    if d.name not in GAUSSIAN_CLOSED_FORMS:
-        raise ValueError(
-            f"no Gaussian closed form for {d.name!r}; closed forms exist for: "
-            f"{', '.join(GAUSSIAN_CLOSED_FORMS)} (use quad_divergence or mc_divergence instead)"
-        )
-    mp, Sp = _as_gaussian(mean_p, cov_p, "p")
-    mq, Sq = _as_gaussian(mean_q, cov_q, "q")
-    if mp.numel() != mq.numel():
-        raise ValueError(f"P has dimension {mp.numel()} but Q has {mq.numel()}")
-    if d.name == "kl":
-        return _gauss_kl(mp, Sp, mq, Sq)
-    if d.name == "reverse_kl":
-        return _gauss_kl(mq, Sq, mp, Sp)
-    if d.name == "jeffrey":
-        return _gauss_kl(mp, Sp, mq, Sq) + _gauss_kl(mq, Sq, mp, Sp)
-    if d.name == "squared_hellinger":
-        return -2.0 * math.expm1(_gauss_log_chernoff(0.5, mp, Sp, mq, Sq))
-    if d.name == "pearson":
-        return 2.0 * _alpha_from_chernoff(2.0, mp, Sp, mq, Sq)
-    if d.name == "neyman":
-        return 2.0 * _alpha_from_chernoff(-1.0, mp, Sp, mq, Sq)
-    assert d.alpha is not None
-    return _alpha_from_chernoff(d.alpha, mp, Sp, mq, Sq)
-
-
-# ----------------------------------------------------------------------------------------------
-# Quadrature (1-D) and Monte Carlo
-# ----------------------------------------------------------------------------------------------
-
-_GL_ORDER = 15
-
-
-@lru_cache(maxsize=4)
-def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    x, w = np.polynomial.legendre.leggauss(n)
-    return x, w
-
-
-def _adaptive_integrate(
-    fn: Callable[[Tensor], Tensor],
-    lo: float,
-    hi: float,
-    rtol: float = 1e-11,
-    atol: float = 1e-15,
-    init_panels: int = 64,
-    max_rounds: int = 60,
-    max_panels: int = 1 << 14,
-) -> float:
-    """Adaptive Gauss--Legendre (order 15) on [lo, hi]; each round evaluates ``fn`` once, batched.
-
-    A panel is accepted when its one-panel and two-half-panel estimates agree to within its share
-    (by width) of ``max(atol, rtol * |integral|)``; otherwise it is halved. At most ``max_panels``
-    panels are refined in one round: an integrand that is noisy at the level of ``rtol`` (e.g. a
-    network evaluated in float32) would otherwise double the panels every round without end; past
-    the cap the remaining panels are accepted as they are, with a warning.
-    """
-    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise ValueError(f"need finite lo < hi; got lo={lo}, hi={hi}")
-    nodes, weights = _gauss_legendre(_GL_ORDER)
-    length = hi - lo
-    edges = np.linspace(lo, hi, init_panels + 1)
-    a, b = edges[:-1], edges[1:]
-    total = 0.0
-    scale: float | None = None
-    for round_ in range(max_rounds):
-        m = (a + b) / 2.0
-        # whole panel, left half, right half
-        pa = np.concatenate([a, a, m])
-        pb = np.concatenate([b, m, b])
-        half = (pb - pa) / 2.0
-        mid = (pa + pb) / 2.0
-        x = mid[:, None] + half[:, None] * nodes[None, :]
-        with torch.no_grad():
-            y = fn(torch.from_numpy(x.reshape(-1))).to(torch.float64).reshape(x.shape).numpy()
-        est = (y * weights[None, :]).sum(axis=1) * half
-        k = a.size
-        whole, two = est[:k], est[k : 2 * k] + est[2 * k :]
-        if scale is None:
-            scale = abs(float(two.sum()))
-        if not np.all(np.isfinite(two)):
-            bad = two[~np.isfinite(two)]
-            if np.all(bad == np.inf):
-                return math.inf  # a divergent integral (e.g. Pearson with a too-narrow Q)
-            return float(np.sum(two))  # propagate -inf / nan
-        err = np.abs(two - whole)
-        tol = max(atol, rtol * scale) * (b - a) / length
-        # a panel narrower than 1e-12 of the range holds at most a jump/kink: accept it
-        ok = (err <= tol) | (b - a < 1e-12 * length)
-        last = round_ == max_rounds - 1 or int((~ok).sum()) > max_panels // 2
-        done = ok | last
-        if last and not np.all(ok):
-            logger.warning(
-                "adaptive quadrature stopped refining %d panels (worst panel error %.2e); "
-                "is the integrand noisy, e.g. evaluated in float32?", int((~ok).sum()), float(err.max())
-            )
-        total += float(two[done].sum())
-        a_left, b_left = a[~done], b[~done]
-        if a_left.size == 0:
-            break
-        mid_left = (a_left + b_left) / 2.0
-        a = np.concatenate([a_left, mid_left])
-        b = np.concatenate([mid_left, b_left])
-        scale = max(scale, abs(total))
-    return total
-
-
-def _auto_bounds(dists: Sequence[Any], k: float = 12.0) -> tuple[float, float]:
-    los, his = [], []
-    for dist in dists:
-        try:
-            mean = float(torch.as_tensor(dist.mean, dtype=torch.float64).reshape(()))
-            std = float(torch.as_tensor(dist.stddev, dtype=torch.float64).reshape(()))
-        except Exception as err:  # torch.distributions raise several kinds for an undefined mean/stddev
-            raise ValueError(
-                f"cannot choose integration bounds for {type(dist).__name__} (no scalar mean/stddev); "
-                "pass lo and hi"
-            ) from err
-        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
-            raise ValueError(f"{type(dist).__name__} has mean={mean}, stddev={std}; pass lo and hi")
-        los.append(mean - k * std)
-        his.append(mean + k * std)
-    return min(los), max(his)
-
-
-def _log_prob64(dist: Any, x: Tensor) -> Tensor:
-    return dist.log_prob(x).to(torch.float64)
-
-
-def _exact_p_f_over_u(div: FDivergence) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
-    """``(lp, lq, t) -> p f(u)/u`` for ``u = p/q > 1`` (``t = log u``), written as sums of exponentials
-    of log-quantities so that it stays exact when ``u = e^t`` is far beyond float range; ``None`` for
-    a divergence without such a form."""
-    e = torch.exp
-    forms: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
-        "kl": lambda lp, lq, t: e(lp) * t,
-        "reverse_kl": lambda lp, lq, t: -t * e(lq),
-        "pearson": lambda lp, lq, t: e(lp + t) - 2.0 * e(lp) + e(lq),
-        "neyman": lambda lp, lq, t: e(lp) * (1.0 - e(-t)) ** 2,
-        "squared_hellinger": lambda lp, lq, t: e(lp) * (1.0 - e(-0.5 * t)) ** 2,
-        "jeffrey": lambda lp, lq, t: (e(lp) - e(lq)) * t,
-        "jensen_shannon": lambda lp, lq, t: e(lp) * t - (e(lp) + e(lq)) * (_softplus(t) - math.log(2.0)),
-        "gan": lambda lp, lq, t: e(lp) * t - (e(lp) + e(lq)) * _softplus(t),
-        "total_variation": lambda lp, lq, t: 0.5 * (e(lp) - e(lq)).abs(),
-    }
-    if div.name == "alpha" and div.alpha is not None:
-        a = div.alpha
-        return lambda lp, lq, t: (e(lp + (a - 1.0) * t) - e(lq) - a * (e(lp) - e(lq))) / (a * (a - 1.0))
-    return forms.get(div.name)
-
-
-def perspective(
-    f: Callable[[Tensor], Tensor],
-    lp: Tensor,
-    lq: Tensor,
-    p_f_over_u: Callable[[Tensor], Tensor] | None = None,
-) -> Tensor:
-    """``q f(p/q)`` from log-densities ``lp``, ``lq``: ``q f(u)`` where ``u = p/q <= 1`` and
-    ``p f(u)/u`` where ``u > 1``, so a density that underflows in a tail gives no ``0 * inf``.
-
-    ``u`` is formed from the log-ratio clamped to ``[-700, 700]``; for an ``f`` that grows faster than
-    linearly pass ``p_f_over_u(t)``, the exact ``p f(u)/u`` as a function of ``t = log u >= 0``, which
-    is then used where ``u > 1`` (so log-ratios beyond float range keep their exact value).
-    """
-    both_zero = torch.isneginf(lp) & torch.isneginf(lq)
-    lr_raw = torch.nan_to_num(lp - lq, nan=0.0)
-    lr = lr_raw.clamp(-700.0, 700.0)
-    fu = f(torch.exp(lr))
-    below = torch.exp(lq) * fu
-    above = torch.exp(lp - lr) * fu if p_f_over_u is None else p_f_over_u(lr_raw.clamp(min=0.0))
-    val = torch.where(lr <= 0, below, above)
-    return torch.where(both_zero, torch.zeros_like(val), val)
-
-
-def _perspective(div: FDivergence, lp: Tensor, lq: Tensor) -> Tensor:
-    """:func:`perspective` for a divergence of this module, with its exact log-space form."""
-    exact = _exact_p_f_over_u(div)
-    return perspective(div.f, lp, lq, None if exact is None else (lambda t: exact(lp, lq, t)))
-
-
-def quad_expectation(
-    fn: Callable[[Tensor], Tensor],
-    p: Any,
-    lo: float | None = None,
-    hi: float | None = None,
-    rtol: float = 1e-11,
-) -> float:
-    r"""``E_p[fn(X)] = \int p(x) fn(x) dx`` for a 1-D ``p`` with ``.log_prob``, by adaptive quadrature.
-
-    ``fn`` maps a float64 tensor of points to a tensor of values. ``lo``/``hi`` default to
-    ``mean -/+ 12 stddev`` of ``p``. Pass a looser ``rtol`` (e.g. ``1e-7``) when ``fn`` is computed
-    in float32, such as a trained network: its rounding noise cannot be integrated to 1e-11.
-    """
-    if lo is None or hi is None:
-        auto = _auto_bounds([p])
-        lo = auto[0] if lo is None else lo
-        hi = auto[1] if hi is None else hi
-
-    def integrand(x: Tensor) -> Tensor:
-        return torch.exp(_log_prob64(p, x)) * fn(x).to(torch.float64)
-
-    return _adaptive_integrate(integrand, float(lo), float(hi), rtol=rtol)
-
-
-def quad_divergence(
-    div: str | FDivergence,
-    p: Any,
-    q: Any,
-    lo: float | None = None,
-    hi: float | None = None,
-    **options: Any,
-) -> float:
-    r"""``D_f(P||Q) = \int q f(p/q) dx`` between 1-D densities by adaptive Gauss--Legendre quadrature.
-
-    ``p``, ``q``: objects with ``.log_prob(Tensor) -> Tensor`` (``torch.distributions``,
-    :func:`gan_lib.toy.mixture_1d`). The integrand is built from log-densities (``q f(u)`` for
-    ``u = p/q <= 1``, ``p f(u)/u`` above) so neither density's underflow spoils it. Without bounds
-    the range is ``[min mean - 12 std, max mean + 12 std]`` of the two, widened while the
-    integrand is not negligible at its ends (slowly decaying ratios, e.g. Pearson). Relative
-    accuracy about 1e-10 on smooth densities; Q must be positive wherever P is.
-    """
-    d = _resolve(div, **options)
-
-    def integrand(x: Tensor) -> Tensor:
-        return _perspective(d, _log_prob64(p, x), _log_prob64(q, x))
-
-    if lo is not None and hi is not None:
-        return _adaptive_integrate(integrand, float(lo), float(hi))
-    a, b = _auto_bounds([p, q])
-    a = a if lo is None else float(lo)
-    b = b if hi is None else float(hi)
-    value = _adaptive_integrate(integrand, a, b)
-    for _ in range(20):
-        ends = integrand(torch.tensor([a, b], dtype=torch.float64)).abs()
-        width = b - a
-        need_lo = lo is None and float(ends[0]) * width > 1e-13 * max(abs(value), 1e-300)
-        need_hi = hi is None and float(ends[1]) * width > 1e-13 * max(abs(value), 1e-300)
-        if not (need_lo or need_hi) or not math.isfinite(value):
-            break
-        a = a - 0.5 * width if need_lo else a
-        b = b + 0.5 * width if need_hi else b
-        value = _adaptive_integrate(integrand, a, b)
-    return value
-
-
-def jsd(p: Any, q: Any, lo: float | None = None, hi: float | None = None) -> float:
-    r"""Jensen--Shannon divergence in nats, ``JS = ½ KL(P||M) + ½ KL(Q||M)``, ``M = (P+Q)/2``.
-
-    Computed by quadrature as ``½ D_f`` with the table's JS ``f`` (``lin1991divergence``).
-    """
-    return 0.5 * quad_divergence("jensen_shannon", p, q, lo, hi)
-
-
-def mc_divergence(
-    div: str | FDivergence,
-    p: Any,
-    q: Any,
-    n: int,
-    generator: torch.Generator | int | None = None,
-    **options: Any,
-) -> tuple[float, float]:
-    r"""Monte Carlo ``D_f(P||Q) ≈ mean_i f(exp(log p(x_i) - log q(x_i)))`` with ``x_i ~ Q``.
-
-    Needs ``q.sample`` and both ``log_prob``; any dimension. Returns ``(estimate, standard_error)``
-    with the standard error ``std / sqrt(n)``. ``generator`` (a ``torch.Generator`` or an int
-    seed) makes the draw reproducible without touching the global RNG.
-    """
-    d = _resolve(div, **options)
-    if int(n) < 2:
-        raise ValueError(f"n={n} must be >= 2")
-    n = int(n)
-    if generator is None:
-        x = q.sample((n,))
-    else:
-        if isinstance(generator, int):
-            seed = generator
-        else:
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            x = q.sample((n,))
-    with torch.no_grad():
-        lr = _log_prob64(p, x) - _log_prob64(q, x)
-        vals = d.f(torch.exp(lr))
-    est = float(vals.mean())
-    se = float(vals.std(unbiased=True)) / math.sqrt(n)
-    return est, se

@@ -1,13 +1,30 @@
-"""Small networks for the book's low-dimensional experiments."""
+"""Small networks for the book's low-dimensional experiments: an MLP and a location-scale generator."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["mlp", "LocationScale"]
+__all__ = ["ACTIVATIONS", "activation_function", "mlp", "LocationScale"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
+_FUNCTIONS = {
+    "relu": F.relu,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
+    "tanh": torch.tanh,
+    "elu": F.elu,
+    "silu": F.silu,
+}
+#: Names of the hidden-layer activations (LeakyReLU has slope 0.2).
+ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
+
+
+def activation_function(name: str):
+    """The activation ``name`` (one of :data:`ACTIVATIONS`) as an elementwise function."""
+    if name not in _FUNCTIONS:
+        raise ValueError(f"activation={name!r} is not known; choose one of {sorted(_FUNCTIONS)}")
+    return _FUNCTIONS[name]
 
 
 def mlp(in_dim: int, out_dim: int, hidden: int = 64, depth: int = 2, activation: str = "leaky_relu") -> nn.Sequential:

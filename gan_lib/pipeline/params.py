@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
+from gan_lib.validation import ALPHA_ONE_GAP, alpha_number, is_integer, is_real
+
 __all__ = [
     "ParameterError",
     "Check",
     "one_of",
     "integer",
     "real",
+    "alpha",
     "boolean",
     "optional",
     "list_of",
@@ -62,17 +67,13 @@ def one_of(*choices: Any) -> Check:
     return Check("one of " + ", ".join(repr(c) for c in choices), lambda v: v in choices)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def integer(lo: int | None = None, hi: int | None = None) -> Check:
     """An integer in ``[lo, hi]`` (either bound may be None)."""
     lo_s = "-inf" if lo is None else str(lo)
     hi_s = "inf" if hi is None else str(hi)
     return Check(
         f"an integer in [{lo_s}, {hi_s}]",
-        lambda v: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi),
+        lambda v: is_integer(v) and (lo is None or v >= lo) and (hi is None or v <= hi),
     )
 
 
@@ -92,7 +93,7 @@ def real(
         text += " other than " + ", ".join(repr(e) for e in exclude)
 
     def accept(v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not is_real(v):
             return False
         v = float(v)
         if not math.isfinite(v):
@@ -106,9 +107,17 @@ def real(
     return Check(text, accept)
 
 
+def alpha() -> Check:
+    """An order of the alpha-divergence family, as :func:`gan_lib.validation.alpha_number` allows."""
+    return Check(
+        f"a finite number with |alpha| >= {ALPHA_ONE_GAP:g} and |alpha - 1| >= {ALPHA_ONE_GAP:g}",
+        lambda v: alpha_number(v) is not None,
+    )
+
+
 def boolean() -> Check:
     """``True`` or ``False``."""
-    return Check("True or False", lambda v: isinstance(v, bool))
+    return Check("True or False", lambda v: isinstance(v, (bool, np.bool_)))
 
 
 def optional(check: Check) -> Check:

@@ -15,8 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-from gan_lib import book
-from gan_lib.params import PROFILES
+from gan_lib.pipeline import book
+from gan_lib.pipeline.params import PROFILES
 
 __all__ = ["main"]
 

@@ -59,6 +59,8 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from scipy.optimize import minimize_scalar
 
+from .fdiv import get_divergence
+
 __all__ = [
     "ScoringRule",
     "SCORING_RULES",
@@ -236,8 +238,6 @@ def _spherical_fake(v: torch.Tensor) -> torch.Tensor:
 def _f_bernoulli(u: torch.Tensor) -> torch.Tensor:
     # the GAN f of gan_lib.divergences, which avoids the cancellation of u log u - (u+1) log(u+1)
     # for large u (written naively it is off by 0.24 at u = 1e14)
-    from gan_lib.divergences import get_divergence
-
     return get_divergence("gan").f(torch.as_tensor(u))
 
 

@@ -9,7 +9,7 @@ divergence's output activation gives ``T = g_f(v)``. Training maximises the boun
 sample; the *estimate* is the bound evaluated on fresh, held-out samples, an unbiased estimate of
 the bound of the trained critic and therefore (up to sampling noise) below ``D_f``.
 
-Several critics are trained at once by a :class:`CriticBank`: ``K`` independent MLPs stored as
+Several critics are trained at once by a :class:`BatchedMLP`: ``K`` independent MLPs stored as
 batched weight tensors, so one optimisation loop trains critics for different divergences,
 widths and training-set sizes together. Member ``k`` has its own parameters, its own divergence,
 its own hidden width (narrower members are zero-masked copies of the widest, which is exactly a
@@ -18,6 +18,8 @@ training samples (the first ``n_train[k]`` rows of the shared pools). The member
 summed; since parameters are disjoint each member receives the gradient of its own loss only, and
 Adam acts elementwise, so the result is the same as training the critics one by one with the
 same mini-batches.
+
+The same stack trains one classifier per proper scoring rule in chapter 3 (:func:`stacked_loss`).
 
 Training uses the library's f-GAN discriminator losses (``gan_lib.losses.get("fgan_<name>")``),
 the estimate uses :func:`gan_lib.divergences.variational_bound`'s ingredients
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,92 +39,19 @@ from tqdm import tqdm
 
 from gan_lib import losses as _losses
 from gan_lib.divergences import FDivergence, quad_expectation
-from gan_lib.nets import mlp
+from gan_lib.divergences.scoring import ScoringRule, get_rule
+from gan_lib.nets import BatchedMLP
 
 __all__ = [
-    "CriticBank",
     "BoundEstimate",
     "OptimalMoments",
     "fgan_loss_for",
+    "stacked_loss",
     "fit_critics",
     "bound_estimates",
     "critic_outputs",
     "optimal_critic_moments",
 ]
-
-_NEG_SLOPE = 0.2  # LeakyReLU slope, the same as gan_lib.nets.mlp's default
-
-
-class CriticBank(nn.Module):
-    """``K`` independent MLPs ``in_dim -> width_k (x depth) -> 1`` with LeakyReLU(0.2), evaluated at once.
-
-    ``forward(x)`` takes a shared batch ``(n, in_dim)`` or one batch per member ``(K, n, in_dim)``
-    and returns the raw outputs ``(K, n)``. Initialisation follows ``nn.Linear`` (uniform in
-    ``±1/sqrt(fan_in)`` for weights and biases, ``fan_in`` the member's own width).
-    :meth:`member` returns member ``k`` as a plain :func:`gan_lib.nets.mlp` with the same weights.
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        widths: Sequence[int],
-        depth: int = 2,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        widths = [int(w) for w in widths]
-        if in_dim < 1:
-            raise ValueError(f"in_dim={in_dim} must be >= 1")
-        if not widths or min(widths) < 1:
-            raise ValueError(f"widths={widths} must be a non-empty list of integers >= 1")
-        if depth < 1:
-            raise ValueError(f"depth={depth} must be >= 1")
-        self.in_dim, self.depth, self.widths = int(in_dim), int(depth), tuple(widths)
-        k, wmax = len(widths), max(widths)
-        mask = torch.zeros(k, 1, wmax)
-        for i, w in enumerate(widths):
-            mask[i, 0, :w] = 1.0
-        self.register_buffer("mask", mask)
-        dims = [in_dim] + [wmax] * depth + [1]
-        fan_in = torch.tensor([[float(in_dim)] * k] + [[float(w) for w in widths]] * depth)  # (depth+1, K)
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for layer in range(depth + 1):
-            bound = fan_in[layer].rsqrt().reshape(k, 1, 1)
-            w = (torch.rand(k, dims[layer], dims[layer + 1], generator=generator) * 2 - 1) * bound
-            b = (torch.rand(k, 1, dims[layer + 1], generator=generator) * 2 - 1) * bound
-            m_in = mask.transpose(1, 2) if layer > 0 else torch.ones(k, dims[0], 1)
-            m_out = mask if layer < depth else torch.ones(k, 1, 1)
-            self.weights.append(nn.Parameter(w * m_in * m_out))
-            self.biases.append(nn.Parameter(b * m_out))
-
-    def __len__(self) -> int:
-        return len(self.widths)
-
-    def forward(self, x: Tensor) -> Tensor:
-        k = len(self.widths)
-        if x.ndim == 2:
-            x = x.unsqueeze(0).expand(k, -1, -1)
-        if x.ndim != 3 or x.shape[0] != k or x.shape[2] != self.in_dim:
-            raise ValueError(f"x has shape {tuple(x.shape)}; expected (n, {self.in_dim}) or ({k}, n, {self.in_dim})")
-        h = x.to(self.weights[0].dtype)
-        for layer in range(self.depth):
-            h = F.leaky_relu(torch.baddbmm(self.biases[layer], h, self.weights[layer]), _NEG_SLOPE) * self.mask
-        return torch.baddbmm(self.biases[-1], h, self.weights[-1]).squeeze(-1)
-
-    def member(self, k: int) -> nn.Sequential:
-        """Member ``k`` as a standalone ``gan_lib.nets.mlp`` (a copy: later training does not change it)."""
-        w_k = self.widths[k]
-        net = mlp(self.in_dim, 1, hidden=w_k, depth=self.depth, activation="leaky_relu")
-        linears = [m for m in net if isinstance(m, nn.Linear)]
-        with torch.no_grad():
-            for layer, lin in enumerate(linears):
-                rows = self.in_dim if layer == 0 else w_k
-                cols = 1 if layer == self.depth else w_k
-                lin.weight.copy_(self.weights[layer][k, :rows, :cols].T)
-                lin.bias.copy_(self.biases[layer][k, 0, :cols])
-        return net
-
 
 def fgan_loss_for(div: FDivergence, clamp: bool = True) -> _losses.GANLoss:
     """The registered f-GAN loss ``fgan_<div.name>`` for ``div`` (with its ``alpha``), clamped where possible."""
@@ -158,8 +87,8 @@ def fit_critics(
     threads: int | None = 1,
     progress: bool = True,
     desc: str = "critics",
-) -> CriticBank:
-    r"""Train one critic per entry of ``divs`` to maximise its f-GAN bound; return the :class:`CriticBank`.
+) -> BatchedMLP:
+    r"""Train one critic per entry of ``divs`` to maximise its f-GAN bound; return the :class:`BatchedMLP`.
 
     ``x_p`` (samples of P, the data) and ``x_q`` (of Q, the model) are training pools of shape
     ``(N, d)``; member ``k`` draws its mini-batches (with replacement) from the first
@@ -193,7 +122,7 @@ def fit_critics(
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr={lr} must be a finite number > 0")
     gen = torch.Generator().manual_seed(int(seed))
-    bank = CriticBank(x_p.shape[1], _as_list(widths, k, "widths"), depth=depth, generator=gen)
+    bank = BatchedMLP(x_p.shape[1], _as_list(widths, k, "widths"), depth=depth, generator=gen)
     loss_fns = [fgan_loss_for(d, clamp=clamp).discriminator for d in divs]
     x_p = x_p.to(torch.float32)
     x_q = x_q.to(torch.float32)
@@ -234,7 +163,7 @@ class BoundEstimate:
 
 
 def bound_estimates(
-    divs: Sequence[FDivergence], bank: CriticBank, x_p: Tensor, x_q: Tensor, chunk: int = 65536
+    divs: Sequence[FDivergence], bank: BatchedMLP, x_p: Tensor, x_q: Tensor, chunk: int = 65536
 ) -> list[BoundEstimate]:
     """Evaluate every member's bound on samples ``x_p ~ P``, ``x_q ~ Q`` (no gradients, float64 sums)."""
     divs = list(divs)
@@ -253,7 +182,7 @@ def bound_estimates(
     return out
 
 
-def critic_outputs(bank: CriticBank, x: Tensor, chunk: int = 65536) -> Tensor:
+def critic_outputs(bank: BatchedMLP, x: Tensor, chunk: int = 65536) -> Tensor:
     """Raw outputs ``v`` of every member on ``x`` (``(n, d)`` -> ``(K, n)``), in chunks, without gradients."""
     with torch.no_grad():
         parts = [bank(x[i : i + chunk].to(torch.float32)) for i in range(0, x.shape[0], chunk)]
@@ -319,3 +248,23 @@ def optimal_critic_moments(
     var_p = quad_expectation(lambda x: (term_p(x) - mean_p) ** 2, p, lo, hi)
     var_q = quad_expectation(lambda x: (term_q(x) - mean_q) ** 2, q, lo, hi)
     return OptimalMoments(mean_p - mean_q, mean_p, mean_q, var_p, var_q)
+
+
+def stacked_loss(rules: Sequence[ScoringRule | str]) -> Callable[[Tensor, Tensor], Tensor]:
+    """Loss for a :class:`gan_lib.nets.BatchedMLP` of classifiers: ``sum_k rules[k].loss(v_real[k], v_fake[k])``.
+
+    The members share no parameter, so the gradient of the sum with respect to member ``k`` is the
+    gradient of rule ``k``'s loss alone.
+    """
+    resolved = [get_rule(r) if isinstance(r, str) else r for r in rules]
+    if not resolved:
+        raise ValueError("give at least one scoring rule")
+
+    def loss(v_real: Tensor, v_fake: Tensor) -> Tensor:
+        if v_real.shape[0] != len(resolved) or v_fake.shape[0] != len(resolved):
+            raise ValueError(
+                f"logits have {v_real.shape[0]} and {v_fake.shape[0]} members (rows); expected {len(resolved)}"
+            )
+        return sum(rule.loss(v_real[k], v_fake[k]) for k, rule in enumerate(resolved))
+
+    return loss

@@ -1,0 +1,88 @@
+"""The one set of value validators the library uses: loss options, divergence options, notebook parameters.
+
+Each validator takes a value and returns it normalised (a ``float`` for a real number, ...) or raises
+``ValueError`` with a message saying what is allowed (the caller prefixes the name of the value).
+``numbers.Real`` covers Python and NumPy numbers alike (``np.float32(0.5)`` is accepted as ``0.5``);
+``bool`` (and ``np.bool_``) and strings are refused where a number is expected.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "ALPHA_ONE_GAP",
+    "is_real",
+    "is_integer",
+    "real_number",
+    "alpha_number",
+    "integer_number",
+    "boolean",
+    "one_of",
+]
+
+#: Orders ``alpha`` with ``|alpha - 1| < ALPHA_ONE_GAP`` (or ``|alpha| < ALPHA_ONE_GAP``) are refused
+#: by :func:`alpha_number`: the alpha-family's formulas divide by ``alpha (alpha - 1)``; closer to
+#: the KL limits, use ``kl`` / ``reverse_kl`` themselves.
+ALPHA_ONE_GAP: float = 1e-3
+
+
+def is_real(value: Any) -> bool:
+    """``value`` is a real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def is_integer(value: Any) -> bool:
+    """``value`` is an integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def real_number(value: Any) -> float:
+    """Accept a finite real number; return it as ``float``."""
+    if not is_real(value) or not math.isfinite(float(value)):
+        raise ValueError("must be a finite real number")
+    return float(value)
+
+
+def alpha_number(value: Any) -> float:
+    """Accept a finite real ``alpha`` at least :data:`ALPHA_ONE_GAP` away from 0 and 1."""
+    allowed = f"must be a finite real number with |alpha| >= {ALPHA_ONE_GAP:g} and |alpha - 1| >= {ALPHA_ONE_GAP:g}"
+    try:
+        out = real_number(value)
+    except (ValueError, OverflowError):
+        raise ValueError(allowed) from None
+    if abs(out) < ALPHA_ONE_GAP or abs(out - 1.0) < ALPHA_ONE_GAP:
+        raise ValueError(allowed + " (the limits alpha -> 1 and alpha -> 0 are KL(P||Q) and KL(Q||P): use those)")
+    return out
+
+
+def integer_number(value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    """Accept an integer in ``[lo, hi]`` (either bound may be ``None``); return it as ``int``."""
+    ok = is_integer(value) and (lo is None or value >= lo) and (hi is None or value <= hi)
+    if not ok:
+        raise ValueError(f"must be an integer in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]")
+    return int(value)
+
+
+def boolean(value: Any) -> bool:
+    """Accept ``True`` or ``False`` only."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError("must be True or False")
+    return bool(value)
+
+
+def one_of(*choices: Any) -> Callable[[Any], Any]:
+    """A validator accepting exactly one of ``choices`` (same type and value)."""
+
+    def check(value: Any) -> Any:
+        for choice in choices:
+            if value is choice or (type(value) is type(choice) and value == choice):
+                return choice
+        raise ValueError("must be one of " + ", ".join(repr(c) for c in choices))
+
+    check.__doc__ = "one of " + ", ".join(repr(c) for c in choices)
+    return check
