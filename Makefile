@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 # Set ALLOW_CUDA=1 to accept a CUDA build of torch (for the gpu profile on a CUDA machine).
 ALLOW_CUDA ?=
 
-.PHONY: install book test smoke clean
+.PHONY: install browser book check-pages test smoke clean
 
 install: $(VENV)/.installed
 
@@ -24,10 +24,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('torch', torch.__version__)"
 	touch $@
 
+# Headless Chromium for the page check (Debian's packages; installed when run as root, as in CI).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "warning: Debian's chromium and chromium-driver are missing (sudo apt-get install chromium chromium-driver); the page check cannot run"; fi
+
 book: install
 	$(BIN)/ganbook build --profile $(PROFILE)
 
-test: install
+# Every page of the built site in headless Chromium at a 1280-px window (screenshots: _build/screenshots/).
+check-pages: install browser
+	$(BIN)/python -m gan_lib.pipeline.browser _build/html --json _build/check-pages.json
+
+test: install browser
 	rm -rf _build/nbval
 	$(BIN)/ganbook prepare --profile smoke --out _build/nbval
 	$(BIN)/python -m pytest tests _build/nbval --nbval-lax -p no:cacheprovider
