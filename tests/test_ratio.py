@@ -13,48 +13,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.integrate import quad
 from scipy.stats import norm
 
 from gan_lib.data import toy
 from gan_lib.divergences import scoring
 from gan_lib.metrics.ratio import implied_divergence, log_ratio_rmse, logit_function, population_risk
 from gan_lib.train import stacked_loss
+from reference import gauss_bc, normal_pdf, scipy_integral, scoring_losses
 
 STRICT = ("bernoulli", "brier", "exponential", "spherical")
-
-
-# --- numpy references ------------------------------------------------------------------------
-
-
-def np_losses(name: str, v: float) -> tuple[float, float]:
-    """(loss on a P sample, loss on a Q sample) from the table's D-formulas."""
-    D = 1.0 / (1.0 + math.exp(-v))
-    if name == "bernoulli":
-        return -math.log(D), -math.log(1.0 - D)
-    if name == "brier":
-        return (1.0 - D) ** 2, D**2
-    if name == "exponential":
-        return math.sqrt((1.0 - D) / D), math.sqrt(D / (1.0 - D))
-    if name == "misclassification":
-        return float(D <= 0.5), float(D > 0.5)
-    if name == "hinge":
-        return max(0.0, 1.0 - v), max(0.0, 1.0 + v)
-    if name == "spherical":
-        alpha = (1.0 - 2.0 * D + 2.0 * D**2) ** -0.5
-        return -alpha * D, -alpha * (1.0 - D)
-    raise AssertionError(name)
-
-
-def scipy_integral(fn, lo: float = -15.0, hi: float = 15.0, points=None) -> float:
-    val, _ = quad(fn, lo, hi, limit=400, epsabs=1e-12, epsrel=1e-11, points=points)
-    return val
-
-
-def gauss_bc(m1: float, s1: float, m2: float, s2: float) -> float:
-    """Bhattacharyya coefficient int sqrt(p q) between N(m1, s1^2) and N(m2, s2^2)."""
-    v = s1**2 + s2**2
-    return math.sqrt(2.0 * s1 * s2 / v) * math.exp(-((m1 - m2) ** 2) / (4.0 * v))
 
 
 def test_stacked_loss_sums_rule_losses_and_checks_columns() -> None:
@@ -63,8 +30,8 @@ def test_stacked_loss_sums_rule_losses_and_checks_columns() -> None:
     got = float(stacked_loss(["brier", "spherical"])(vr, vf))
     want = 0.0
     for k, name in enumerate(["brier", "spherical"]):
-        want += np.mean([np_losses(name, float(v))[0] for v in vr[k]])
-        want += np.mean([np_losses(name, float(v))[1] for v in vf[k]])
+        want += np.mean([scoring_losses(name, float(v))[0] for v in vr[k]])
+        want += np.mean([scoring_losses(name, float(v))[1] for v in vf[k]])
     assert got == pytest.approx(want, rel=1e-12)
     with pytest.raises(ValueError, match="members"):
         stacked_loss(["brier"])(vr, vf)
@@ -90,14 +57,15 @@ def test_logit_function_is_float64_and_leaves_the_network_alone() -> None:
 # --- implied divergence ----------------------------------------------------------------------
 
 
-def _np_pdf(m: float, s: float):
-    return lambda x: norm.pdf(x, m, s)
+def named_divergences(pm: float, ps: float, qm: float, qs: float) -> dict[str, float]:
+    """int q f(p/q) of each rule's implied f between N(pm, ps^2) and N(qm, qs^2), as the named
+    divergence it equals (Mohamed & Lakshminarayanan 2016, Table 1), by scipy quadrature or closed form."""
+    def p(x: float) -> float:
+        return normal_pdf(x, pm, ps)
 
+    def q(x: float) -> float:
+        return normal_pdf(x, qm, qs)
 
-@pytest.mark.parametrize("pm,ps,qm,qs", [(0.0, 1.0, 1.0, 1.0), (0.5, 0.7, -0.5, 1.3)])
-def test_implied_divergence_matches_textbook_divergences(pm: float, ps: float, qm: float, qs: float) -> None:
-    P, Q = toy.gaussian_1d(pm, ps), toy.gaussian_1d(qm, qs)
-    p, q = _np_pdf(pm, ps), _np_pdf(qm, qs)
     bc = gauss_bc(pm, ps, qm, qs)
     tv = 0.5 * scipy_integral(lambda x: abs(p(x) - q(x)))
     if ps == qs:  # closed form for equal variances
@@ -107,7 +75,7 @@ def test_implied_divergence_matches_textbook_divergences(pm: float, ps: float, q
     )
     tri = scipy_integral(lambda x: (p(x) - q(x)) ** 2 / (p(x) + q(x)))
     sph = scipy_integral(lambda x: math.hypot(p(x), q(x)))
-    want = {
+    return {
         "bernoulli": 2.0 * js - math.log(4.0),
         "brier": tri / 4.0 - 0.5,
         "exponential": -2.0 * bc,  # H^2 - 2 with H^2 = 2 - 2 BC
@@ -115,6 +83,12 @@ def test_implied_divergence_matches_textbook_divergences(pm: float, ps: float, q
         "hinge": 2.0 * tv - 2.0,
         "spherical": sph,
     }
+
+
+@pytest.mark.parametrize("pm,ps,qm,qs", [(0.0, 1.0, 1.0, 1.0), (0.5, 0.7, -0.5, 1.3)])
+def test_implied_divergence_matches_textbook_divergences(pm: float, ps: float, qm: float, qs: float) -> None:
+    P, Q = toy.gaussian_1d(pm, ps), toy.gaussian_1d(qm, qs)
+    want = named_divergences(pm, ps, qm, qs)
     for name, value in want.items():
         got = implied_divergence(name, P, Q, -15.0, 15.0)
         assert got == pytest.approx(value, rel=1e-7, abs=1e-9), name
@@ -149,8 +123,8 @@ def test_population_risk_of_a_linear_logit_matches_scipy(name: str) -> None:
     got = population_risk(name, logit_function(lin), P, Q, -15.0, 15.0)
     kink = [-b / a, (1 - b) / a, (-1 - b) / a]  # where 0-1 jumps and hinge bends
     want = scipy_integral(
-        lambda x: norm.pdf(x, 1.0, 0.8) * np_losses(name, a * x + b)[0]
-        + norm.pdf(x, -0.5, 1.2) * np_losses(name, a * x + b)[1],
+        lambda x: norm.pdf(x, 1.0, 0.8) * scoring_losses(name, a * x + b)[0]
+        + norm.pdf(x, -0.5, 1.2) * scoring_losses(name, a * x + b)[1],
         points=kink,
     )
     assert got == pytest.approx(want, rel=1e-7, abs=1e-9)
@@ -166,10 +140,7 @@ def test_bayes_logit_attains_the_implied_divergence(name: str) -> None:
         return (m1 - m0) * x - 0.5 * (m1**2 - m0**2)
 
     score = -population_risk(name, log_r, P, Q, -15.0, 15.0)
-    tv = 2.0 * norm.cdf(abs(m1 - m0) / 2.0) - 1.0
-    closed = {"exponential": -2.0 * gauss_bc(m1, 1.0, m0, 1.0), "misclassification": tv - 1.0}
-    want = closed.get(name, implied_divergence(name, P, Q, -15.0, 15.0))
-    assert score == pytest.approx(want, rel=1e-8)
+    assert score == pytest.approx(named_divergences(m1, 1.0, m0, 1.0)[name], rel=1e-8)
 
 
 # --- log-ratio error -------------------------------------------------------------------------
