@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,6 +24,7 @@ from gan_lib.train.critics import (
     optimal_critic_moments,
 )
 from gan_lib.data.toy import gaussian_1d
+from reference import FGAN_NAMES, f_divergence_fprime, fgan_activation, fgan_bound
 
 
 def test_masked_units_stay_zero_and_members_are_independent():
@@ -43,14 +45,16 @@ def test_masked_units_stay_zero_and_members_are_independent():
         assert torch.all(g[1] == 0)
 
 
-def test_fgan_loss_for_is_minus_the_bound():
-    torch.manual_seed(0)
-    v_real, v_fake = torch.randn(100), torch.randn(100)
-    for name, opts in [("kl", {}), ("neyman", {}), ("total_variation", {}), ("alpha", {"alpha": -0.5})]:
-        d = get_divergence(name, **opts)
-        loss = fgan_loss_for(d).discriminator(v_real, v_fake)
-        expected = d.f_star(d.activation(v_fake)).mean() - d.activation(v_real).mean()
-        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("name, alpha", [(n, None) for n in FGAN_NAMES] + [("alpha", a) for a in (-0.5, 0.5, 2.0)])
+def test_fgan_loss_for_is_minus_the_bound(name, alpha):
+    # reference: mean g_f(v_real) - mean f*(g_f(v_fake)) from the f-GAN table in numpy (float64)
+    gen = torch.Generator().manual_seed(0)
+    v_real, v_fake = torch.randn(100, generator=gen), torch.randn(100, generator=gen)
+    d = get_divergence(name, **({} if alpha is None else {"alpha": alpha}))
+    loss = fgan_loss_for(d).discriminator(v_real, v_fake)
+    expected = -fgan_bound(name, v_real.double().numpy(), v_fake.double().numpy(), alpha)
+    assert loss.dtype == torch.float32
+    assert float(loss) == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.parametrize("name, truth", [
@@ -68,12 +72,13 @@ def test_trained_critic_estimates_gaussian_divergence(name, truth):
     (est,) = bound_estimates([d], bank, h_p, h_q)
     assert est.value < truth + 4 * est.se, (est, truth)
     assert abs(est.value - truth) < 0.08 * truth + 4 * est.se, (est, truth)
-    # the learned critic is close to T*(x) = f'(p/q) where both densities have mass
-    x = torch.linspace(-1.0, 2.0, 61, dtype=torch.float64)
-    t_opt = d.t_star(torch.exp(p.log_prob(x) - q.log_prob(x)))
-    t_learned = d.activation(critic_outputs(bank, x.float().unsqueeze(1))[0].double())
+    # the learned critic is close to T*(x) = f'(p/q), log p/q = x - 1/2, where both densities have mass
+    x = np.linspace(-1.0, 2.0, 61)
+    t_opt = f_divergence_fprime(name, np.exp(x - 0.5))
+    v = critic_outputs(bank, torch.tensor(x, dtype=torch.float32).unsqueeze(1))[0].double().numpy()
+    t_learned = fgan_activation(name, v)
     spread = float(t_opt.max() - t_opt.min())
-    assert float((t_learned - t_opt).abs().max()) < 0.15 * spread
+    assert float(np.abs(t_learned - t_opt).max()) < 0.15 * spread
 
 
 def test_bound_estimate_standard_error_formula():
