@@ -2,12 +2,19 @@
 
 ``train_gan`` alternates ``d_steps`` discriminator updates with one generator update, using any loss
 object with ``.discriminator(d_real, d_fake)`` and ``.generator(d_fake, d_real)`` (see
-:mod:`gan_lib.losses`). ``train_discriminator`` trains a critic alone between two fixed samplers.
-Callbacks receive ``(step, record)`` every ``log_every`` steps; progress is a ``tqdm`` bar.
+:mod:`gan_lib.losses`); a real batch is drawn for the generator step only when the loss says it
+needs one (``requires_real_in_generator``, the relativistic losses). ``train_discriminator`` trains
+a critic alone between two fixed samplers. Both use Adam through its fused kernel when torch offers
+one for the parameters' device and dtype, and torch's default Adam otherwise. Callbacks receive
+``(step, record)`` every ``log_every`` steps; progress is a ``tqdm`` bar.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
+import numbers
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
@@ -19,11 +26,16 @@ from tqdm import tqdm
 
 __all__ = ["set_seed", "History", "train_gan", "train_discriminator", "LossLike"]
 
+logger = logging.getLogger(__name__)
+
 Sampler = Callable[[int], torch.Tensor]
 Callback = Callable[[int, dict[str, float]], None]
 
 
 class LossLike(Protocol):
+    """What ``train_gan`` needs of a loss. A loss whose generator half needs the discriminator's
+    outputs on a real batch says so with ``requires_real_in_generator = True`` (absent means False)."""
+
     def discriminator(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor: ...
 
     def generator(self, d_fake: torch.Tensor, d_real: torch.Tensor | None = None) -> torch.Tensor: ...
@@ -31,8 +43,9 @@ class LossLike(Protocol):
 
 def set_seed(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a torch.Generator seeded the same way."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be an integer >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed={seed!r} must be an integer with 0 <= seed < 2**64")
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -60,8 +73,35 @@ class History:
 
 def _check_positive(**values: Any) -> None:
     for name, v in values.items():
-        if not isinstance(v, int) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}={v!r} must be an integer >= 1")
+
+
+def _check_rate(**values: Any) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name}={v!r} must be a finite number > 0")
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_adam_works(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether this torch has a fused Adam kernel for parameters of ``dtype`` on ``device`` (one trial step)."""
+    try:
+        p = torch.zeros(1, device=device, dtype=dtype, requires_grad=True)
+        p.grad = torch.ones_like(p)
+        torch.optim.Adam([p], fused=True).step()
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with the fused kernel where every parameter's device and dtype have one, else torch's default."""
+    params = list(params)
+    fused = bool(params) and all(_fused_adam_works(d, t) for d, t in {(p.device, p.dtype) for p in params})
+    if not fused:
+        logger.debug("fused Adam unavailable for these parameters; using torch's default Adam")
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=True if fused else None)
 
 
 def train_discriminator(
@@ -80,7 +120,9 @@ def train_discriminator(
 ) -> History:
     """Minimise ``loss_fn(disc(x_real), disc(x_fake))`` with Adam for ``steps`` steps."""
     _check_positive(steps=steps, batch_size=batch_size, log_every=log_every)
-    opt = torch.optim.Adam(disc.parameters(), lr=lr)
+    _check_rate(lr=lr)
+    callbacks = tuple(callbacks)
+    opt = _adam(disc.parameters(), lr, (0.9, 0.999))
     history = History()
     for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=1.0):
         loss = loss_fn(disc(sample_real(batch_size)), disc(sample_fake(batch_size)))
@@ -118,11 +160,16 @@ def train_gan(
     """Alternate ``d_steps`` updates of ``disc`` with one update of ``gen`` for ``steps`` generator steps.
 
     ``d_penalty(disc, x_real, x_fake)`` is added to the discriminator loss (e.g. a gradient penalty);
-    ``after_d_step(disc)`` runs after each discriminator step (e.g. weight clipping).
+    ``after_d_step(disc)`` runs after each discriminator step (e.g. weight clipping). The generator
+    step draws a real batch (and evaluates ``disc`` on it without gradients) only when
+    ``loss.requires_real_in_generator`` is true.
     """
     _check_positive(steps=steps, batch_size=batch_size, d_steps=d_steps, log_every=log_every)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=lr_g, betas=betas)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=lr_d, betas=betas)
+    _check_rate(lr_g=lr_g, lr_d=lr_d)
+    callbacks = tuple(callbacks)
+    needs_real = bool(getattr(loss, "requires_real_in_generator", False))
+    opt_g = _adam(gen.parameters(), lr_g, betas)
+    opt_d = _adam(disc.parameters(), lr_d, betas)
     history = History()
     for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=1.0):
         for _ in range(d_steps):
@@ -137,11 +184,13 @@ def train_gan(
             opt_d.step()
             if after_d_step is not None:
                 after_d_step(disc)
-        x_real = sample_real(batch_size)
-        d_fake = disc(gen(sample_noise(batch_size)))
-        with torch.no_grad():
-            d_real = disc(x_real)
-        g_loss = loss.generator(d_fake, d_real)
+        if needs_real:
+            x_real = sample_real(batch_size)
+            with torch.no_grad():
+                d_real = disc(x_real)
+            g_loss = loss.generator(disc(gen(sample_noise(batch_size))), d_real)
+        else:
+            g_loss = loss.generator(disc(gen(sample_noise(batch_size))))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
