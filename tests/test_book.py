@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -70,18 +76,24 @@ def profile_only_chapter(title: str, body: str) -> str:
 BAD = profile_only_chapter("A chapter that fails", 'raise RuntimeError("deliberate failure in the third cell")')
 
 
+def write_book(folder: Path, chapters: dict[str, str], *, status_page: bool = False) -> Path:
+    """A throwaway book in ``folder``: ``chapters`` maps a file stem (``01_good``) to its source."""
+    (folder / "notebooks").mkdir(parents=True)
+    (folder / "book").mkdir()
+    for stem, text in chapters.items():
+        (folder / "notebooks" / f"{stem}.md").write_text(text)
+    (folder / "book" / "intro.md").write_text("# Intro\n")
+    (folder / "_config.yml").write_text("title: tiny\nexecute:\n  execute_notebooks: 'off'\n")
+    entries = "".join(f"  - file: notebooks/{stem}\n" for stem in chapters)
+    if status_page:  # the real book lists the status page that `ganbook build` writes
+        entries += "  - file: book/status\n"
+    (folder / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n{entries}")
+    return folder
+
+
 @pytest.fixture()
 def tiny_book(tmp_path: Path) -> Path:
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "book").mkdir()
-    (tmp_path / "notebooks" / "01_good.md").write_text(GOOD)
-    (tmp_path / "notebooks" / "02_bad.md").write_text(BAD)
-    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
-    (tmp_path / "_config.yml").write_text("title: tiny\nexecute:\n  execute_notebooks: 'off'\n")
-    (tmp_path / "_toc.yml").write_text(
-        "format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/01_good\n  - file: notebooks/02_bad\n"
-    )
-    return tmp_path
+    return write_book(tmp_path, {"01_good": GOOD, "02_bad": BAD})
 
 
 def test_parameters_are_read_with_defaults_and_comments(tiny_book: Path) -> None:
@@ -122,7 +134,56 @@ def test_run_writes_notebook_and_html_into_a_named_folder(tiny_book: Path, tmp_p
     assert "squares [0, 1, 4, 9]" in outputs
     assert "squares [0, 1, 4, 9]" in (folder / "01_good.html").read_text()
     assert nb.metadata["ganbook"]["parameters"] == {"steps": 4}
-    assert sorted(p.name for p in folder.iterdir()) == ["01_good.html", "01_good.ipynb"]
+    assert sorted(p.name for p in folder.iterdir()) == ["01_good.html", "01_good.ipynb", "parameters.json"]
+
+
+def test_run_outputs_follow_the_umask(tiny_book: Path, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        folder = book.run_chapter(tiny_book / "notebooks" / "01_good.md", {"steps": 2}, runs=tmp_path / "runs", progress=False)
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in folder.iterdir()}
+    assert modes == {"01_good.html": "0o644", "01_good.ipynb": "0o644", "parameters.json": "0o644"}
+
+
+def test_run_does_not_repeat_papermills_guess_about_parameters(tiny_book: Path, tmp_path: Path, caplog) -> None:
+    # papermill's own reader misses names with a trailing comment and warned "Passed unknown parameter: steps"
+    caplog.set_level(logging.INFO)
+    book.run_chapter(tiny_book / "notebooks" / "01_good.md", {"steps": 2, "profile": "smoke"}, runs=tmp_path / "r", progress=False)
+    assert "unknown parameter" not in caplog.text.lower()
+
+
+def test_kernels_run_without_the_unencrypted_tcp_warning(tmp_path: Path, capfd) -> None:
+    src = tmp_path / "plain.md"
+    src.write_text(profile_only_chapter("Plain", "print(1)"))
+    book.execute_chapter(src, tmp_path / "plain.ipynb", {"profile": "smoke"})
+    assert "without encryption" not in capfd.readouterr().err
+
+
+def test_run_failure_keeps_the_failed_notebook_and_leaves_no_temporary(tiny_book: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    with pytest.raises(book.BuildError) as info:
+        book.run_chapter(tiny_book / "notebooks" / "02_bad.md", {"profile": "smoke"}, runs=runs, progress=False)
+    folder = runs / "02_bad" / "profile=smoke"
+    message = str(info.value)
+    assert f"the partly executed notebook is kept at {folder / '02_bad.failed.ipynb'}" in message
+    assert "cell 4 starts: raise RuntimeError(" in message
+    assert sorted(p.name for p in folder.iterdir()) == ["02_bad.failed.ipynb", "parameters.json"]
+
+
+def test_stale_temporaries_of_dead_processes_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [tmp_path / f".01_good.ganbook-{dead.pid}-abcd1234.ipynb", tmp_path / f".render.ganbook-{dead.pid}-x1y2z3w4"]
+    stale[0].write_text("{}")
+    stale[1].mkdir()
+    live = tmp_path / f".01_good.ganbook-{os.getpid()}-abcd1234.ipynb"
+    live.write_text("{}")
+    mine = tmp_path / ".01_good.ipynb.user-notes"  # not a ganbook name: never touched
+    mine.write_text("notes")
+    assert sorted(book.sweep_stale(tmp_path)) == sorted(stale)
+    assert live.exists() and mine.exists() and not any(p.exists() for p in stale)
 
 
 def test_cli_exit_code_and_message_for_a_refused_value(tiny_book: Path, tmp_path: Path, capsys) -> None:
@@ -131,14 +192,43 @@ def test_cli_exit_code_and_message_for_a_refused_value(tiny_book: Path, tmp_path
     assert "steps=0 is not allowed" in capsys.readouterr().err
 
 
-def test_failed_chapter_names_chapter_and_cell_and_leaves_no_page(tiny_book: Path) -> None:
+def test_failed_chapter_keeps_a_failed_copy_and_names_the_cell(tiny_book: Path) -> None:
     with pytest.raises(book.BuildError) as info:
         book.build_book(tiny_book, profile="smoke", render=False)
     message = str(info.value)
-    assert "02_bad.md failed in cell" in message and "deliberate failure in the third cell" in message
-    staged = tiny_book / "_build" / "src" / "notebooks"
-    assert sorted(p.name for p in staged.iterdir()) == ["01_good.ipynb"]  # no half-written page, no temp file
+    executed = tiny_book / "_build" / "executed"
+    failed = executed / "02_bad.failed.ipynb"
+    assert "02_bad.md failed in cell 4" in message
+    assert 'cell 4 starts: raise RuntimeError("deliberate failure in the third cell")' in message
+    assert 'the error was raised at line 1: raise RuntimeError("deliberate failure in the third cell")' in message
+    assert "RuntimeError: deliberate failure in the third cell" in message
+    assert f"the partly executed notebook is kept at {failed}" in message
+    # the good chapter's page and the failed copy, nothing half-written and no temporary file
+    assert sorted(p.name for p in executed.iterdir()) == ["01_good.ipynb", "02_bad.failed.ipynb"]
+    nb = nbformat.read(failed, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert [e.evalue for e in errors] == ["deliberate failure in the third cell"]
     assert not (tiny_book / "_build" / "src" / "book" / "status.md").exists()
+    assert not (tiny_book / "_build" / "status.json").exists()  # no site was rendered
+
+
+def test_a_good_run_removes_the_failed_copy_of_an_earlier_run(tmp_path: Path) -> None:
+    chapter = tmp_path / "flaky.md"
+    chapter.write_text(profile_only_chapter("A flaky chapter", '# a comment\nok = True\nassert profile == "smoke", profile'))
+    runs = tmp_path / "runs"
+    with pytest.raises(book.BuildError) as info:
+        book.run_chapter(chapter, {}, runs=runs, progress=False)
+    message = str(info.value).splitlines()
+    assert message[1:] == [
+        "    cell 4 starts: ok = True",  # the first line of code, not the comment
+        '    the error was raised at line 3: assert profile == "smoke", profile',
+        f"    the partly executed notebook is kept at {runs / 'flaky' / 'defaults' / 'flaky.failed.ipynb'}",
+    ]
+    folder = runs / "flaky" / "defaults"
+    assert sorted(p.name for p in folder.iterdir()) == ["flaky.failed.ipynb", "parameters.json"]
+    chapter.write_text(profile_only_chapter("A flaky chapter", "assert True"))
+    book.run_chapter(chapter, {}, runs=runs, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["flaky.html", "flaky.ipynb", "parameters.json"]
 
 
 def test_build_executes_with_the_profile_and_writes_a_status_page(tiny_book: Path) -> None:
@@ -160,12 +250,92 @@ def test_prepare_injects_the_profile_without_executing(tiny_book: Path, tmp_path
     assert any('profile = "smoke"' in c.source for c in nb.cells)
 
 
-def test_only_builds_a_pruned_table_of_contents(tiny_book: Path) -> None:
-    book.build_book(tiny_book, profile="smoke", only=["01"], render=False)
+SECOND = profile_only_chapter("A second chapter", 'print("second chapter ran with", profile)')
+
+
+def _executed_at(notebook: Path) -> str:
+    return nbformat.read(notebook, as_version=4).metadata["ganbook"]["executed"]
+
+
+def test_only_reexecutes_the_named_chapters_and_keeps_the_others(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD, "02_second": SECOND})
+    book.build_book(root, profile="smoke", render=False)
+    executed = root / "_build" / "executed"
+    before = {p.name: _executed_at(p) for p in executed.iterdir()}
+    results = book.build_book(root, profile="smoke", only=["01"], render=False)
+    assert [(r.chapter, r.ok, r.reused) for r in results] == [
+        ("/notebooks/01_good", True, False), ("/notebooks/02_second", True, True),
+    ]
+    assert _executed_at(executed / "01_good.ipynb") != before["01_good.ipynb"]  # executed again
+    assert _executed_at(executed / "02_second.ipynb") == before["02_second.ipynb"]  # reused
     import yaml
 
-    toc = yaml.safe_load((tiny_book / "_build" / "src" / "_toc.yml").read_text())
-    assert toc["chapters"] == [{"file": "notebooks/01_good"}]
+    toc = yaml.safe_load((root / "_build" / "src" / "_toc.yml").read_text())
+    assert toc["chapters"] == [{"file": "notebooks/01_good"}, {"file": "notebooks/02_second"}]
+    staged = root / "_build" / "src" / "notebooks"
+    assert sorted(p.name for p in staged.iterdir()) == ["01_good.ipynb", "02_second.ipynb"]
+    status = (root / "_build" / "src" / "book" / "status.md").read_text()
+    assert "A second chapter" in status and "reused" in status
+
+
+def test_only_refuses_without_an_earlier_build_of_the_other_chapters(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD, "02_second": SECOND})
+    with pytest.raises(ValueError, match=r"--only re-executes 01_good and reuses the other chapters from the last "
+                       r"build, but 02_second has not been executed yet \(no .*02_second\.ipynb\); run a full "
+                       r"`ganbook build` first"):
+        book.build_book(root, profile="smoke", only=["01"], render=False)
+    assert not (root / "_build" / "executed" / "01_good.ipynb").exists()  # refused before running anything
+
+
+def test_only_refuses_to_mix_profiles(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD, "02_second": SECOND})
+    book.build_book(root, profile="smoke", only=None, render=False)
+    with pytest.raises(ValueError, match=r"02_second was last executed with profile 'smoke', not 'cpu'"):
+        book.build_book(root, profile="cpu", only=["01"], render=False)
+
+
+def test_only_renders_a_site_with_every_page(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD, "02_second": SECOND}, status_page=True)
+    book.build_book(root, profile="smoke", render=False)  # the earlier full build (its pages are reused)
+    old_umask = os.umask(0o022)
+    try:
+        book.build_book(root, profile="smoke", only=["01_good"], render=True)
+    finally:
+        os.umask(old_umask)
+    site = root / "_build" / "html" / "notebooks"
+    assert (site / "01_good.html").is_file() and (site / "02_second.html").is_file()
+    assert "second chapter ran with smoke" in (site / "02_second.html").read_text()
+    status = json.loads((root / "_build" / "status.json").read_text())
+    assert [(s["chapter"], s["reused"]) for s in status] == [("/notebooks/01_good", False), ("/notebooks/02_second", True)]
+    assert stat.S_IMODE((root / "_build" / "status.json").stat().st_mode) == 0o644
+    assert not [p.name for p in (root / "_build").iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_build_status_json_is_written_only_for_a_rendered_site(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    book.build_book(root, profile="smoke", render=False)
+    assert not (root / "_build" / "status.json").exists()
+
+
+def test_build_shows_the_profile_it_used_in_the_visible_parameters_cell(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    book.build_book(root, profile="smoke", render=False)
+    nb = nbformat.read(root / "_build" / "src" / "notebooks" / "01_good.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert cell.source.splitlines() == ['profile = "smoke" # smoke | cpu | gpu', "steps = 3         # an integer >= 1"]
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "remove-cell" in injected.metadata.tags
+
+
+def test_shown_values_keep_the_comment_column_and_multiline_values() -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'profile = "cpu"     # which sizes\nwidths = [\n    1,\n    2,\n]  # a list\nlr = 1e-3  # rate',
+        metadata={"tags": ["parameters"]},
+    )])
+    book.show_values_in_parameters_cell(nb, {"profile": "smoke", "widths": [3, 4, 5], "lr": -2e-4})
+    assert nb.cells[0].source.splitlines() == [
+        'profile = "smoke"   # which sizes', "widths = [3, 4, 5]  # a list", "lr = -0.0002  # rate",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -177,10 +347,58 @@ def test_only_builds_a_pruned_table_of_contents(tiny_book: Path) -> None:
         ({"alpha": -0.5}, "alpha=-0.5"),
         ({"profile": "smoke"}, "profile=smoke"),
         ({"divs": ["kl", "gan"]}, "divs=kl_gan"),
+        ({"lr": -1e-3}, "lr=-0.001"),
     ],
 )
 def test_run_folder_names_keep_signs_and_are_distinct(params: dict, name: str) -> None:
     assert book.run_folder_name(params) == name
+
+
+def test_long_run_folder_names_are_shortened_with_a_hash() -> None:
+    long_a = {"data_means": list(range(200))}
+    long_b = {"data_means": list(range(199)) + [1000]}
+    name_a, name_b = book.run_folder_name(long_a), book.run_folder_name(long_b)
+    assert len(name_a) <= 100 and len(name_b) <= 100 and name_a != name_b
+    assert name_a.startswith("data_means=0_1_2_3_")
+    assert book.run_folder_name(long_a) == name_a  # the same parameters, the same folder
+
+
+def test_run_with_a_long_list_writes_its_parameters_json(tiny_book: Path, tmp_path: Path) -> None:
+    chapter = tmp_path / "lists.md"
+    chapter.write_text(HEADER + textwrap.dedent('''
+        # A chapter with a list
+
+        ```{code-cell} ipython3
+        :tags: [parameters]
+
+        values = [1.0]  # a list of numbers
+        ```
+
+        ```{code-cell} ipython3
+        :tags: [validate]
+
+        assert all(isinstance(v, float) for v in values)
+        ```
+
+        ```{code-cell} ipython3
+        print("total", sum(values))
+        ```
+    '''))
+    values = [0.5 + i for i in range(300)]
+    folder = book.run_chapter(chapter, {"values": values}, runs=tmp_path / "runs", progress=False)
+    assert len(folder.name) <= 100
+    assert json.loads((folder / "parameters.json").read_text()) == {"values": values}
+    assert sorted(p.name for p in folder.iterdir()) == ["lists.html", "lists.ipynb", "parameters.json"]
+
+
+def test_a_folder_name_shared_by_other_parameters_gets_a_hash(tiny_book: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = runs / "01_good" / "steps=4"
+    first.mkdir(parents=True)
+    (first / "parameters.json").write_text(json.dumps({"steps": "4"}))  # spelled the same, a different value
+    folder = book.run_chapter(tiny_book / "notebooks" / "01_good.md", {"steps": 4}, runs=runs, progress=False)
+    assert folder.parent == first.parent and folder.name.startswith("steps=4__") and folder != first
+    assert json.loads((folder / "parameters.json").read_text()) == {"steps": 4}
 
 
 PLOT = profile_only_chapter("A chapter with a figure", "import matplotlib.pyplot as plt; plt.plot([0, 1], [1, 0]); plt.show()")

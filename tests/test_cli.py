@@ -1,0 +1,313 @@
+"""The ``ganbook`` command: exit codes (0 done, 2 refused, 1 a build error), its messages, and what
+it leaves behind when it is stopped by a real signal.
+
+The signal tests run ``ganbook`` in its own process group on a tiny chapter whose third cell waits
+while a file named ``hold`` exists beside it, so a test can stop it in the middle of a cell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gan_lib.pipeline import cli
+from test_book import BAD, GOOD, profile_only_chapter, write_book
+
+HOLD = profile_only_chapter(
+    "A chapter that waits",
+    'import os, time\nopen("started", "w").close()\nwhile os.path.exists("hold"):\n    time.sleep(0.05)',
+)
+GANBOOK = [sys.executable, "-m", "gan_lib.pipeline.cli"]
+
+
+def ganbook(*args: object, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*GANBOOK, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def start_ganbook(*args: object, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*GANBOOK, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, so a signal reaches it and its kernel as Ctrl-C would
+    )
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"ganbook exited with {proc.returncode} before {path.name} appeared:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen, signum: int) -> tuple[int, str, str]:
+    os.killpg(proc.pid, signum)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        try:  # whatever the signal left running in the group (a kernel) goes too
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.returncode, out, err
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*"))
+
+
+@pytest.fixture()
+def hold_chapter(tmp_path: Path) -> Path:
+    (tmp_path / "notebooks").mkdir()
+    chapter = tmp_path / "notebooks" / "03_hold.md"
+    chapter.write_text(HOLD)
+    (tmp_path / "notebooks" / "hold").touch()
+    return chapter
+
+
+# --------------------------------------------------------------------------------------------
+# Each subcommand: exit code and key output
+# --------------------------------------------------------------------------------------------
+
+
+def test_params_lists_names_defaults_and_comments(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    assert cli.main(["params", str(root / "notebooks" / "01_good.md")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "profile = 'cpu'    # smoke | cpu | gpu", "steps = 3    # an integer >= 1",
+    ]
+
+
+def test_params_of_a_missing_chapter_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    assert cli.main(["params", str(tmp_path / "nope.md")]) == 1
+    assert capsys.readouterr().err == f"ganbook: error: chapter {tmp_path / 'nope.md'} does not exist\n"
+
+
+def test_prepare_writes_every_chapter(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path / "book", {"01_good": GOOD, "02_bad": BAD})
+    out = tmp_path / "prepared"
+    assert cli.main(["prepare", "--profile", "smoke", "--root", str(root), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["01_good.ipynb", "02_bad.ipynb"]
+    assert "prepared 02_bad.md with profile smoke" in capsys.readouterr().out
+
+
+def test_build_without_render_executes_and_reports(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    assert cli.main(["build", "--profile", "smoke", "--no-render", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "01_good.md: ok in" in out and "1 chapter(s) executed" in out and "not rendered (--no-render)" in out
+
+
+def test_build_with_a_failing_chapter_exits_1_and_names_it(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD, "02_bad": BAD})
+    assert cli.main(["build", "--profile", "smoke", "--no-render", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ganbook: error: chapter(s) failed, the book was not rendered:")
+    assert "02_bad.md failed in cell 4" in err and "02_bad.failed.ipynb" in err
+
+
+def test_build_only_without_an_earlier_build_is_refused(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD, "02_bad": BAD})
+    assert cli.main(["build", "--profile", "smoke", "--no-render", "--only", "01", "--root", str(root)]) == 2
+    assert "ganbook: refused: --only re-executes 01_good" in capsys.readouterr().err
+
+
+def test_build_only_naming_no_chapter_is_refused(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    assert cli.main(["build", "--no-render", "--only", "07", "--root", str(root)]) == 2
+    assert "--only 07 matches no chapter in _toc.yml; the chapters are: 01_good" in capsys.readouterr().err
+
+
+def test_run_executes_and_names_the_folder(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    runs = tmp_path / "runs"
+    assert cli.main(["run", str(root / "notebooks" / "01_good.md"), "-p", "steps", "2", "--runs", str(runs)]) == 0
+    folder = runs / "01_good" / "steps=2"
+    assert f"into {folder}/" in capsys.readouterr().out
+    assert json.loads((folder / "parameters.json").read_text()) == {"steps": 2}
+
+
+def test_run_with_a_failing_chapter_exits_1_and_keeps_the_failed_copy(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"02_bad": BAD})
+    runs = tmp_path / "runs"
+    assert cli.main(["run", str(root / "notebooks" / "02_bad.md"), "--runs", str(runs)]) == 1
+    err = capsys.readouterr().err
+    failed = runs / "02_bad" / "defaults" / "02_bad.failed.ipynb"
+    assert failed.is_file() and str(failed) in err and "RuntimeError: deliberate failure in the third cell" in err
+
+
+# --------------------------------------------------------------------------------------------
+# Command-line values
+# --------------------------------------------------------------------------------------------
+
+
+def test_negative_numbers_are_values_not_options(tmp_path: Path, capsys) -> None:
+    chapter = tmp_path / "signed.md"
+    chapter.write_text(profile_only_chapter("Signed", "print(lr)").replace(
+        'profile = "cpu"', 'profile = "cpu"\nlr = 1e-3  # any number'))
+    runs = tmp_path / "runs"
+    assert cli.main(["run", str(chapter), "-p", "lr", "-1e-3", "--runs", str(runs)]) == 0, capsys.readouterr().err
+    assert json.loads((runs / "signed" / "lr=-0.001" / "parameters.json").read_text()) == {"lr": -1e-3}
+
+
+def test_a_repeated_parameter_is_refused_naming_it(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    code = cli.main(["run", str(root / "notebooks" / "01_good.md"), "-p", "steps", "5", "-p", "steps", "6",
+                     "--runs", str(tmp_path / "runs")])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "ganbook: refused: parameter steps is given twice (-p steps 5 and -p steps 6); give each parameter once\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("option", ["--runs", "--out"])
+def test_an_unwritable_output_folder_is_a_one_line_refusal(tmp_path: Path, capsys, option: str) -> None:
+    root = write_book(tmp_path / "book", {"01_good": GOOD})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker / "out"
+    if option == "--runs":
+        argv = ["run", str(root / "notebooks" / "01_good.md"), "--runs", str(target)]
+    else:
+        argv = ["prepare", "--root", str(root), "--out", str(target)]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == f"ganbook: refused: cannot write to {option} {target}: Not a directory\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Installation
+# --------------------------------------------------------------------------------------------
+
+
+def test_without_the_book_extra_ganbook_says_what_to_install(tmp_path: Path) -> None:
+    # papermill and jupyter-book are "not installed": an import of either fails
+    code = (
+        "import sys; sys.modules['papermill'] = None; sys.modules['jupyter_book'] = None\n"
+        "from gan_lib.pipeline.cli import main; sys.exit(main(['params', 'x.md']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "ganbook: papermill, jupyter-book are not installed; ganbook needs the book extra: "
+        "pip install 'gan_lib[book]'\n"
+    )
+
+
+def test_the_library_imports_none_of_the_book_dependencies(tmp_path: Path) -> None:
+    code = (
+        "import sys, gan_lib, gan_lib.divergences, gan_lib.losses, gan_lib.train, gan_lib.nets, gan_lib.data, "
+        "gan_lib.metrics\n"
+        "print(sorted(m for m in ('papermill', 'jupyter_client', 'nbclient', 'matplotlib', 'yaml', 'seaborn') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# Output of a run
+# --------------------------------------------------------------------------------------------
+
+
+def test_run_prints_no_papermill_or_kernel_warnings(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    proc = ganbook("run", root / "notebooks" / "01_good.md", "-p", "steps", "2", "-p", "profile", "smoke",
+                   "--runs", tmp_path / "runs", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Passed unknown parameter" not in proc.stderr
+    assert "without encryption" not in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Real signals
+# --------------------------------------------------------------------------------------------
+
+
+def test_sigint_during_a_run_leaves_nothing_behind(tmp_path: Path, hold_chapter: Path) -> None:
+    runs = tmp_path / "runs"
+    proc = start_ganbook("run", hold_chapter, "-p", "profile", "smoke", "--runs", runs, cwd=tmp_path)
+    wait_for(hold_chapter.parent / "started", proc)
+    code, _, err = stop(proc, signal.SIGINT)
+    assert code == 130
+    assert err.splitlines()[-1] == "ganbook: interrupted"
+    assert "Traceback" not in err
+    assert not runs.exists()  # no empty run folder, no temporary notebook
+
+
+def test_sigterm_during_a_run_leaves_nothing_behind(tmp_path: Path, hold_chapter: Path) -> None:
+    runs = tmp_path / "runs"
+    proc = start_ganbook("run", hold_chapter, "--runs", runs, cwd=tmp_path)
+    wait_for(hold_chapter.parent / "started", proc)
+    os.kill(proc.pid, signal.SIGTERM)  # the ganbook process alone, as a service manager would
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    code = proc.returncode
+    assert code == 128 + signal.SIGTERM
+    assert err.splitlines()[-1] == "ganbook: stopped by SIGTERM"
+    assert not runs.exists()
+
+
+def test_temporaries_of_a_killed_run_are_swept_by_the_next_run(tmp_path: Path, hold_chapter: Path) -> None:
+    runs = tmp_path / "runs"
+    proc = start_ganbook("run", hold_chapter, "-p", "profile", "smoke", "--runs", runs, cwd=tmp_path)
+    wait_for(hold_chapter.parent / "started", proc)
+    stop(proc, signal.SIGKILL)
+    folder = runs / "03_hold" / "profile=smoke"
+    assert hidden(folder)  # SIGKILL cannot be caught: the temporary notebooks are still there
+    (hold_chapter.parent / "hold").unlink()
+    proc = ganbook("run", hold_chapter, "-p", "profile", "smoke", "--runs", runs, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["03_hold.html", "03_hold.ipynb", "parameters.json"]
+
+
+def test_a_second_build_is_refused_while_one_runs(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"03_hold": HOLD})
+    (root / "notebooks" / "hold").touch()
+    first = start_ganbook("build", "--profile", "smoke", "--no-render", "--root", root, cwd=tmp_path)
+    try:
+        wait_for(root / "notebooks" / "started", first)
+        second = ganbook("build", "--profile", "smoke", "--no-render", "--root", root, cwd=tmp_path, timeout=120)
+        assert second.returncode == 2, second.stderr
+        lock = root / "_build" / "build.lock"
+        assert f"another ganbook build holds the lock {lock} (pid {first.pid}" in second.stderr
+        assert "build --profile smoke --no-render" in second.stderr  # the other build's command line
+        (root / "notebooks" / "hold").unlink()
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+    finally:
+        try:
+            os.killpg(first.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_build_killed_while_rendering_is_swept_and_leaves_status_alone(tmp_path: Path) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD}, status_page=True)
+    build = root / "_build"
+    proc = start_ganbook("build", "--profile", "smoke", "--root", root, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not [p for p in build.glob(".render*")] and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert [p for p in build.glob(".render*")], "the build never started rendering"
+    stop(proc, signal.SIGKILL)
+    assert not (build / "status.json").exists()  # the site was never rendered
+    proc = ganbook("build", "--profile", "smoke", "--no-render", "--root", root, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not list(build.glob(".render*")) and not (build / "status.json").exists()
