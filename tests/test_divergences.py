@@ -144,7 +144,7 @@ def test_unknown_name_raises_with_allowed_list(bad: str) -> None:
 def test_bad_alpha_raises(bad: object) -> None:
     with pytest.raises(ValueError) as e:
         get_divergence("alpha", alpha=bad)
-    assert "|alpha - 1| >= 0.001" in str(e.value)
+    assert "|alpha - 1| >= 0.0001" in str(e.value)
 
 
 def test_alpha_missing_and_unknown_options_raise() -> None:

@@ -58,9 +58,11 @@ __all__ = [
     "get_divergence",
     "resolve",
     "wright_omega",
+    "SOFTPLUS_EXACT_THRESHOLD",
     "exact_softplus",
     "log_softplus",
     "inverse_softplus",
+    "alpha_f_of_log",
     "variational_bound",
 ]
 
@@ -107,28 +109,47 @@ class FDivergence:
 # ----------------------------------------------------------------------------------------------
 
 
+#: ``F.softplus`` returns ``x`` itself above its ``threshold`` (20 by default), off by
+#: ``log1p(e^{-x}) < e^{-x}``: about 2e-9 at 20, invisible in float32 (half an ulp of 20 is 1e-6)
+#: but not in float64 (half an ulp is 1.8e-15). Above 40 the error ``e^{-40} = 4e-18`` is below
+#: half an ulp of ``x`` in float64 too, and ``log1p(e^x)`` up to 40 neither overflows nor loses digits.
+SOFTPLUS_EXACT_THRESHOLD: float = 40.0
+
+
 def exact_softplus(x: Tensor) -> Tensor:
-    """Softplus ``log(1 + e^x)`` exactly in float64 (``F.softplus`` returns ``x`` itself above 20)."""
-    return torch.logaddexp(x, torch.zeros_like(x))
+    """Softplus ``log(1 + e^x)`` correct to the last digit in float64 as in float32.
+
+    One ``F.softplus`` kernel with its threshold raised to :data:`SOFTPLUS_EXACT_THRESHOLD` (the
+    default threshold, 20, returns ``x`` itself and is off by ``e^{-x}``, visible in float64).
+    """
+    return F.softplus(x, beta=1.0, threshold=SOFTPLUS_EXACT_THRESHOLD)
+
+
+@lru_cache(maxsize=None)
+def _log_softplus_floor(dtype: torch.dtype) -> float:
+    # Below the floor L, log softplus(x) = x - e^x/2 + O(e^{2x}) is taken to be x: off by e^L/2,
+    # below half an ulp of |x| >= |L| when e^L/2 < eps |L| / 2, i.e. L = -40 in float64 and
+    # L = -17 in float32 (e^-17/2 = 2e-8 < 17 * 6e-8). The floor is also kept as high as that allows,
+    # because above it the backward pass divides by softplus(x) >= e^L: with the f-GAN budget of
+    # e^70 on the upstream gradient, e^70 / e^-17 stays finite in float32. float16: softplus(L) must
+    # be a normal float16, so L = log(tiny) + 2 = -7.7 (still exact to its eps).
+    if dtype == torch.float64:
+        return -40.0
+    return max(-17.0, math.log(torch.finfo(dtype).tiny) + 2.0)
 
 
 def log_softplus(x: Tensor) -> Tensor:
     r"""``log(softplus(x)) = log(log(1 + e^x))`` without underflow for very negative ``x``.
 
-    For ``x < 0`` we write ``softplus(x) = e^x h(e^x)`` with ``h(r) = log1p(r)/r`` so that
-    ``log softplus(x) = x + log h(e^x)``; ``h`` is replaced by its series ``1 - r/2 + r^2/3 - r^3/4``
-    for ``r < 1e-4``. Gradients are finite everywhere.
+    With the floor ``L`` (-40 in float64, -17 in float32 and bfloat16, -7.7 in float16):
+    ``log(softplus(max(x, L)))`` is exact for ``x >= L``, where softplus is a normal float, and
+    ``log softplus(x) = x - e^x/2 + O(e^{2x})`` is ``x`` itself to within half an ulp below it;
+    since ``log softplus(x) < x`` everywhere, ``min(x, log softplus(max(x, L)))`` picks the right
+    one. Four elementwise ops; finite gradients everywhere (exactly 1 below ``L``, and at most
+    ``e^{-L}`` times the upstream gradient above it).
     """
-    x_pos = x.clamp(min=0.0)
-    x_neg = x.clamp(max=0.0)
-    upper = torch.log(exact_softplus(x_pos))  # softplus >= log 2 here
-    r = torch.exp(x_neg)  # in (0, 1]
-    small = r < 1e-4
-    r_safe = torch.where(small, torch.ones_like(r), r)
-    series = 1.0 - r * (0.5 - r * (1.0 / 3.0 - 0.25 * r))
-    h = torch.where(small, series, torch.log1p(r_safe) / r_safe)
-    lower = x_neg + torch.log(h)
-    return torch.where(x > 0, upper, lower)
+    floor = _log_softplus_floor(x.dtype)
+    return torch.minimum(x, torch.log(exact_softplus(x.clamp(min=floor))))
 
 
 def inverse_softplus(y: Tensor) -> Tensor:
@@ -412,6 +433,43 @@ def _total_variation() -> FDivergence:
     )
 
 
+def alpha_f_of_log(l: Tensor, alpha: float) -> Tensor:
+    r"""The alpha-divergence's ``f(u) = (u^\alpha - 1 - \alpha(u - 1)) / (\alpha(\alpha - 1))`` at ``u = e^l``,
+    elementwise, exact as ``\alpha \to 0`` and as ``\alpha \to 1``.
+
+    Written as printed, the numerator cancels to ``O(\alpha - 1)`` near ``\alpha = 1`` and rounding
+    is amplified by ``1/|\alpha - 1|`` (float32 lost half its digits at ``\alpha = 1 + 10^{-7}``).
+    Instead:
+
+    * ``\alpha \le 1/2``: ``(\mathrm{expm1}(\alpha l) - \alpha\,\mathrm{expm1}(l)) / (\alpha(\alpha - 1))``;
+      both terms are ``O(\alpha)``, nothing cancels as ``\alpha \to 0``.
+    * ``\alpha > 1/2``: with ``b = |\alpha - 1|`` and ``m = \min(\alpha, 1)``,
+      ``(e^{\alpha l} - e^{l})/(\alpha - 1) = e^{m l}\,\mathrm{expm1}(b l)/b``, so
+      ``f = (e^{m l}\,\mathrm{expm1}(b l) - b\,\mathrm{expm1}(l)) / (\alpha b)``: both terms are
+      ``O(b)``, and ``\mathrm{expm1}(b l)/b \to l`` as ``b \to 0`` (the KL limit).
+
+    Where the value overflows it is ``+inf``, never ``inf - inf``: of the two terms, the one that
+    overflows second is capped at the largest finite float. At ``l = -\infty`` it is
+    ``f(0) = 1/\alpha`` (``+inf`` for ``\alpha < 0``).
+    """
+    a = float(alpha)
+    big = torch.finfo(l.dtype).max
+    if a <= 0.5:
+        head = torch.expm1(a * l)
+        if a > 0.0:  # l -> +inf: alpha expm1(l) overflows first; keep expm1(alpha l) finite
+            head = head.clamp(max=big)
+        return torch.sub(head, torch.expm1(l), alpha=a) / (a * (a - 1.0))
+    b = abs(a - 1.0)
+    lead = torch.exp(l if a > 1.0 else a * l)
+    return torch.sub(lead * torch.expm1(b * l), torch.expm1(l).clamp(max=big), alpha=b) / (a * b)
+
+
+@lru_cache(maxsize=None)
+def _rounded(x: float, dtype: torch.dtype) -> float:
+    """``x`` rounded to ``dtype`` (as a Python float)."""
+    return float(torch.tensor(x, dtype=dtype))
+
+
 @lru_cache(maxsize=64)
 def _alpha(alpha: float) -> FDivergence:
     a = float(alpha)
@@ -420,7 +478,7 @@ def _alpha(alpha: float) -> FDivergence:
     b = LOG_SAFE_BUDGET
 
     def f(u: Tensor) -> Tensor:
-        return (torch.expm1(a * torch.log(u)) - a * (u - 1.0)) / (a * (a - 1.0))
+        return alpha_f_of_log(torch.log(u), a)
 
     def t_star(u: Tensor) -> Tensor:
         return torch.expm1((a - 1.0) * torch.log(u)) / (a - 1.0)
@@ -428,18 +486,26 @@ def _alpha(alpha: float) -> FDivergence:
     def f_prime_inverse(t: Tensor) -> Tensor:
         return torch.exp(torch.log1p((a - 1.0) * t) / (a - 1.0))
 
+    def power_of_base(t: Tensor, lowest: float) -> Tensor:
+        # (t(a-1) + 1)^c - 1 = expm1(c log1p((a-1) t)): exact as a -> 1 (c -> inf, (a-1) t -> 0),
+        # where the printed (t(a-1) + 1)^c amplifies the rounding of t(a-1) + 1 by |c|.
+        return torch.expm1(c * torch.log1p(((a - 1.0) * t).clamp(min=lowest)))
+
     if a < 1.0:
 
+        def activation(v: Tensor) -> Tensor:
+            # 1/(1-a) - softplus(-v): near a = 1 both are close to 1/(1-a), large; with 1/(1-a)
+            # split into its value in v's dtype plus the remainder the subtraction is exact.
+            k_hi = _rounded(hi_t, v.dtype)
+            t = k_hi - exact_softplus(-v)
+            return t if k_hi == hi_t else t + (hi_t - k_hi)
+
         def f_star(t: Tensor) -> Tensor:
-            base = t * (a - 1.0) + 1.0
-            ok = base > 0
-            val = torch.expm1(c * torch.log(torch.where(ok, base, torch.ones_like(base)))) / a
-            return torch.where(ok, val, torch.full_like(base, math.inf))
+            ok = (a - 1.0) * t > -1.0  # t < 1/(1 - a), the domain
+            val = power_of_base(torch.where(ok, t, torch.zeros_like(t)), -1.0) / a
+            return torch.where(ok, val, torch.full_like(t, math.inf))
 
-        def conj(v: Tensor) -> Tensor:
-            # t(alpha-1)+1 = (1-alpha) softplus(-v) for t = g(v): work in log-space.
-            return torch.expm1(c * (math.log(1.0 - a) + log_softplus(-v))) / a
-
+        near_one = c < -9.0  # alpha > 0.9
         if a > 0.0:
             # exponent E = c (log(1-a) + log softplus(-v)), c < 0; keep E plus the prefactors 1/a
             # (value) and 1/(1-a) (derivative) below the budget: softplus(-v) >= exp(L).
@@ -450,12 +516,27 @@ def _alpha(alpha: float) -> FDivergence:
             safe: tuple[float, float] | None = (-_INF, v_hi)
         else:
             safe = None
+
+        def conj(v: Tensor) -> Tensor:
+            # base = t(a-1) + 1 = (1-a) softplus(-v) for t = g(v); f* = expm1(c log base) / a. The
+            # logarithm is taken as log(1-a) + log softplus(-v): nothing underflows, and the
+            # gradient c e^E sigmoid(-v)/softplus(-v) never forms a huge power of a tiny softplus
+            # (as (.)^c's own derivative c (.)^(c-1) would).
+            log_base = math.log(1.0 - a) + log_softplus(-v)
+            if near_one:
+                # |c| > 9: the two logarithms nearly cancel where the value is finite (base ~ 1)
+                # and |c| amplifies their rounding; there log1p((a-1) t) of the activation t
+                # (carrying only the rounding of the logit itself) is exact.
+                x = ((a - 1.0) * activation(v)).clamp(min=-0.9)
+                log_base = torch.where(log_base > -1.0, torch.log1p(x), log_base)
+            return torch.expm1(c * log_base) / a
+
         return FDivergence(
             name="alpha",
             label=f"α-divergence (α = {a:g})",
             f=f,
             f_star=f_star,
-            activation=lambda v: hi_t - exact_softplus(-v),
+            activation=activation,
             conjugate_of_activation=conj,
             t_star=t_star,
             f_prime_1=0.0,
@@ -473,8 +554,10 @@ def _alpha(alpha: float) -> FDivergence:
         )
 
     def f_star_exact(t: Tensor) -> Tensor:
-        base = (t * (a - 1.0) + 1.0).clamp(min=0.0)
-        return (base.pow(c) - 1.0) / a
+        # Exact conjugate of f on u >= 0: -1/a below the kink t = 1/(1-a), where (a-1) t = -1. The
+        # clamp stops one float above -1 (log1p(-1) = -inf would make the kink's gradient 0 * inf).
+        lowest = -1.0 + 0.5 * torch.finfo(t.dtype).eps
+        return power_of_base(t, lowest) / a
 
     # (base)^c <= e^budget with base = (a-1) v + 1; derivative is a^{-1} c (a-1) base^{c-1} <= base^c.
     v_hi = math.expm1(b / c) / (a - 1.0)
@@ -569,5 +652,12 @@ def variational_bound(div: str | FDivergence, v_real: Tensor, v_fake: Tensor) ->
     A lower bound on ``D_f(P||Q)`` for samples ``v_real`` from P and ``v_fake`` from Q
     (``nowozin2016fgan``, Eq. 6); differentiable; the conjugate is taken from the stable composite.
     """
+    for name, v in (("v_real", v_real), ("v_fake", v_fake)):
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of raw critic outputs; got {type(v).__name__}")
+        if v.numel() == 0:
+            raise ValueError(
+                f"{name} is empty (shape {tuple(v.shape)}); the bound is a mean over samples and needs at least one"
+            )
     d = resolve(div)
     return d.activation(v_real).mean() - d.conjugate_of_activation(v_fake).mean()
