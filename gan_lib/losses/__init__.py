@@ -4,11 +4,15 @@
 >>> loss = losses.get("non_saturating")
 >>> d_loss = loss.discriminator(d_real, d_fake)   # minimised by D
 >>> g_loss = loss.generator(d_fake)               # minimised by G (relativistic: pass d_real too)
+>>> loss.discriminator(d_real, d_fake, reduction="none")          # LossTerms(real, fake)
+>>> loss.generator(d_fake, reduction="sum", weights=w)            # sum of w * per-sample loss
 
 ``REGISTRY`` maps each name to its :class:`LossSpec` (family, citation, options with defaults,
 ``formula``); ``names()`` lists them by family; ``table()`` gives one row per loss with the two
 halves side by side. Inputs are raw discriminator outputs (logits / critic values), any shape;
-every loss is mean-reduced. ``P`` is the data, ``Q`` the model.
+losses are mean-reduced unless ``reduction="sum"`` or ``"none"`` is asked for, with optional
+per-sample weights (``torch.nn.functional`` / TF-GAN conventions, defined in
+:mod:`.registry`). ``P`` is the data, ``Q`` the model.
 
 Families (one module each): :mod:`.minimax` (``minimax``, ``non_saturating``), :mod:`.fgan`
 (``fgan_<divergence>``), :mod:`.poole` (``poole_standard``, ``poole_rkl``, ``huszar_kl``,
@@ -27,13 +31,15 @@ from . import lsgan  # noqa: F401  isort: skip
 from . import ipm  # noqa: F401  isort: skip
 from . import relativistic  # noqa: F401  isort: skip
 from . import regularisers  # noqa: F401  isort: skip
-from .registry import REGISTRY, GANLoss, LossSpec, Option, get, names, table
+from .registry import REDUCTIONS, REGISTRY, GANLoss, LossSpec, LossTerms, Option, get, names, table
 from .regularisers import apply_spectral_norm, clip_weights_, gradient_penalty, r1_penalty
 
 __all__ = [
     "REGISTRY",
+    "REDUCTIONS",
     "GANLoss",
     "LossSpec",
+    "LossTerms",
     "Option",
     "get",
     "names",

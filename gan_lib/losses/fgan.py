@@ -38,34 +38,65 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from gan_lib.divergences import DIVERGENCES, FDivergence, get_divergence, variational_bound
+from gan_lib.divergences import DIVERGENCES, FDivergence, get_divergence
 from gan_lib.validation import alpha_number, boolean, one_of
 
-from .registry import LossParts, LossSpec, Option, clamp_to_range, register
+from .registry import (
+    LossParts,
+    LossSpec,
+    LossTerms,
+    Option,
+    Weights,
+    clamp_to_range,
+    reduce_real_fake,
+    reduce_terms,
+    register,
+)
 
 __all__ = ["fgan_discriminator", "fgan_generator_minimax", "fgan_generator_nonsaturating", "FGAN_NAMES"]
 
 
-def fgan_discriminator(div: FDivergence, d_real: Tensor, d_fake: Tensor) -> Tensor:
+def fgan_discriminator(
+    div: FDivergence,
+    d_real: Tensor,
+    d_fake: Tensor,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
+) -> Tensor | LossTerms:
     r"""f-GAN discriminator loss ``-\mathbb{E}_P[g_f(v)] + \mathbb{E}_Q[f^*(g_f(v))]`` (Nowozin et al. 2016, Eq. 6).
 
-    Its negation is the variational lower bound on ``D_f(P\|Q)``, tight at ``g_f(v) = f'(p/q)``
-    (:func:`gan_lib.divergences.variational_bound`).
+    Its negation is the variational lower bound on ``D_f(P\|Q)``, tight at ``g_f(v) = f'(p/q)``:
+    mean-reduced and unweighted, the loss is minus :func:`gan_lib.divergences.variational_bound`
+    (both are built from the divergence's ``activation`` and ``conjugate_of_activation``). The
+    per-sample terms are ``-g_f(v)`` on the reals and ``f^*(g_f(v))`` on the fakes.
     """
-    return -variational_bound(div, d_real, d_fake)
+    return reduce_real_fake(
+        div.activation(d_real),
+        div.conjugate_of_activation(d_fake),
+        reduction,
+        weights_real,
+        weights_fake,
+        scale_real=-1.0,
+    )
 
 
-def fgan_generator_minimax(div: FDivergence, d_fake: Tensor) -> Tensor:
+def fgan_generator_minimax(
+    div: FDivergence, d_fake: Tensor, *, reduction: str = "mean", weights: Weights = None
+) -> Tensor:
     r"""f-GAN generator loss minimising the bound: ``-\mathbb{E}_Q[f^*(g_f(v))]`` (Nowozin et al. 2016, Eq. 6)."""
-    return -div.conjugate_of_activation(d_fake).mean()
+    return reduce_terms(div.conjugate_of_activation(d_fake), reduction, weights, scale=-1.0)
 
 
-def fgan_generator_nonsaturating(div: FDivergence, d_fake: Tensor) -> Tensor:
+def fgan_generator_nonsaturating(
+    div: FDivergence, d_fake: Tensor, *, reduction: str = "mean", weights: Weights = None
+) -> Tensor:
     r"""f-GAN non-saturating generator loss ``-\mathbb{E}_Q[g_f(v)]`` (Nowozin et al. 2016, §3.2)."""
-    return -div.activation(d_fake).mean()
+    return reduce_terms(div.activation(d_fake), reduction, weights, scale=-1.0)
 
 
-_GENERATORS: dict[str, tuple[Callable[[FDivergence, Tensor], Tensor], str]] = {
+_GENERATORS: dict[str, tuple[Callable[..., Tensor], str]] = {
     "minimax": (fgan_generator_minimax, r"-\mathbb{E}_Q[f^*(g_f(v))]"),
     "nonsaturating": (fgan_generator_nonsaturating, r"-\mathbb{E}_Q[g_f(v)]"),
 }
@@ -81,19 +112,19 @@ def _factory_for(name: str) -> Callable[..., LossParts]:
 
         if clamp and safe is not None:
 
-            def discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
-                return fgan_discriminator(div, clamp_to_range(d_real, safe), clamp_to_range(d_fake, safe))
+            def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor | LossTerms:
+                return fgan_discriminator(div, clamp_to_range(d_real, safe), clamp_to_range(d_fake, safe), **reduce)
 
-            def gen(d_fake: Tensor) -> Tensor:
-                return g_fn(div, clamp_to_range(d_fake, safe))
+            def gen(d_fake: Tensor, **reduce: Any) -> Tensor:
+                return g_fn(div, clamp_to_range(d_fake, safe), **reduce)
 
         else:
 
-            def discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
-                return fgan_discriminator(div, d_real, d_fake)
+            def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor | LossTerms:
+                return fgan_discriminator(div, d_real, d_fake, **reduce)
 
-            def gen(d_fake: Tensor) -> Tensor:
-                return g_fn(div, d_fake)
+            def gen(d_fake: Tensor, **reduce: Any) -> Tensor:
+                return g_fn(div, d_fake, **reduce)
 
         discriminator.__doc__ = f"fgan_discriminator for the {div.label} divergence."
         gen.__doc__ = f"fgan_generator_{generator} for the {div.label} divergence."

@@ -14,17 +14,30 @@ half ``-\mathbb{E}_Q[v]`` (one implementation, :func:`ipm_generator`).
   reweighted within the batch by ``r_i = e^{v_i} / \mathrm{mean}_j e^{v_j}`` (``n`` times a
   softmax, so stable for any logits): the optimal weights of their objective
   ``\min_{r \in \Delta(Q)} \mathbb{E}_Q[f(r) - r v]`` for the KL ``f``. The weights couple the
-  samples of a batch, so the loss depends on the batch size.
+  samples of a batch, so the loss depends on the batch size, and it takes ``reduction="mean"``
+  or ``"sum"`` only, without per-sample weights (``GANLoss.batch_statistics``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from gan_lib.validation import boolean
 
-from .registry import LossParts, LossSpec, Option, register
+from .registry import (
+    LossParts,
+    LossSpec,
+    LossTerms,
+    Option,
+    Weights,
+    check_batch_statistics_call,
+    reduce_real_fake,
+    reduce_terms,
+    register,
+)
 
 __all__ = [
     "wgan_discriminator",
@@ -36,26 +49,31 @@ __all__ = [
 ]
 
 
-def wgan_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
+def wgan_discriminator(
+    d_real: Tensor, d_fake: Tensor, *, reduction: str = "mean", weights_real: Weights = None, weights_fake: Weights = None
+) -> Tensor | LossTerms:
     r"""Wasserstein critic loss ``\mathbb{E}_Q[v] - \mathbb{E}_P[v]`` (Arjovsky et al. 2017).
 
-    Its negation at the optimal 1-Lipschitz critic is ``W_1(P, Q)``.
+    Its negation at the optimal 1-Lipschitz critic is ``W_1(P, Q)``. Per-sample terms: ``-v`` on
+    the reals, ``v`` on the fakes.
     """
-    return d_fake.mean() - d_real.mean()
+    return reduce_real_fake(d_real, d_fake, reduction, weights_real, weights_fake, scale_real=-1.0)
 
 
-def hinge_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
+def hinge_discriminator(
+    d_real: Tensor, d_fake: Tensor, *, reduction: str = "mean", weights_real: Weights = None, weights_fake: Weights = None
+) -> Tensor | LossTerms:
     r"""Hinge critic loss (Lim & Ye 2017).
 
     ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + v)]``; minimised by
     ``v^* = \mathrm{sign}(p - q)`` with minimum ``2 - 2\,TV(P, Q)``.
     """
-    return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+    return reduce_real_fake(F.relu(1.0 - d_real), F.relu(1.0 + d_fake), reduction, weights_real, weights_fake)
 
 
-def ipm_generator(d_fake: Tensor) -> Tensor:
+def ipm_generator(d_fake: Tensor, *, reduction: str = "mean", weights: Weights = None) -> Tensor:
     r"""Generator loss of WGAN and hinge GAN: ``-\mathbb{E}_Q[v]`` (Arjovsky et al. 2017; Lim & Ye 2017)."""
-    return -d_fake.mean()
+    return reduce_terms(d_fake, reduction, weights, scale=-1.0)
 
 
 _G = r"-\mathbb{E}_Q[v]"
@@ -104,27 +122,48 @@ def _weighted_fake(d_fake: Tensor, detach_weights: bool) -> Tensor:
     return d_fake * (weights.detach() if detach_weights else weights)
 
 
-def kl_hinge_discriminator(d_real: Tensor, d_fake: Tensor, detach_weights: bool = False) -> Tensor:
+_KL_COUPLING = "the in-batch softmax weights r = n softmax(v_fake)"
+
+
+def kl_hinge_discriminator(
+    d_real: Tensor,
+    d_fake: Tensor,
+    detach_weights: bool = False,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
+) -> Tensor:
     r"""KL-WGAN critic loss (Song & Ermon 2020).
 
     ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]`` with
     ``r = n\,\mathrm{softmax}(v_{fake})`` over the batch (:func:`kl_batch_weights`); gradients flow
-    through ``r`` unless ``detach_weights``.
+    through ``r`` unless ``detach_weights``. The weights couple the fakes of a batch: ``reduction``
+    ``"mean"`` or ``"sum"`` only, and no per-sample weights.
     """
-    return F.relu(1.0 - d_real).mean() + F.relu(1.0 + _weighted_fake(d_fake, detach_weights)).mean()
+    reduction = check_batch_statistics_call(
+        "kl_hinge", _KL_COUPLING, reduction, weights_real=weights_real, weights_fake=weights_fake
+    )
+    return reduce_real_fake(F.relu(1.0 - d_real), F.relu(1.0 + _weighted_fake(d_fake, detach_weights)), reduction)
 
 
-def kl_hinge_generator(d_fake: Tensor, detach_weights: bool = False) -> Tensor:
-    r"""KL-WGAN generator loss ``-\mathbb{E}_Q[r v]``, ``r = n\,\mathrm{softmax}(v_{fake})`` (Song & Ermon 2020)."""
-    return -_weighted_fake(d_fake, detach_weights).mean()
+def kl_hinge_generator(
+    d_fake: Tensor, detach_weights: bool = False, *, reduction: str = "mean", weights: Weights = None
+) -> Tensor:
+    r"""KL-WGAN generator loss ``-\mathbb{E}_Q[r v]``, ``r = n\,\mathrm{softmax}(v_{fake})`` (Song & Ermon 2020).
+
+    ``reduction`` ``"mean"`` or ``"sum"`` only, and no per-sample weights (the ``r`` couple the batch).
+    """
+    reduction = check_batch_statistics_call("kl_hinge", _KL_COUPLING, reduction, weights=weights)
+    return reduce_terms(_weighted_fake(d_fake, detach_weights), reduction, scale=-1.0)
 
 
 def _kl_hinge_factory(detach_weights: bool) -> LossParts:
-    def discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return kl_hinge_discriminator(d_real, d_fake, detach_weights)
+    def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor:
+        return kl_hinge_discriminator(d_real, d_fake, detach_weights, **reduce)
 
-    def generator(d_fake: Tensor) -> Tensor:
-        return kl_hinge_generator(d_fake, detach_weights)
+    def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
+        return kl_hinge_generator(d_fake, detach_weights, **reduce)
 
     return LossParts(
         discriminator,
@@ -149,6 +188,7 @@ register(
             )
         },
         factory=_kl_hinge_factory,
+        batch_statistics=True,
         summary="KL-WGAN: hinge loss on fake critic values reweighted in-batch by n*softmax(v).",
     )
 )

@@ -20,12 +20,12 @@ Registered name: ``lsgan`` (options ``a``, ``b``, ``c``, ``preset``).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from torch import Tensor
 from gan_lib.validation import one_of, real_number
 
-from .registry import LossParts, LossSpec, Option, register
+from .registry import LossParts, LossSpec, LossTerms, Option, Weights, reduce_real_fake, reduce_terms, register
 
 __all__ = ["lsgan_discriminator", "lsgan_generator", "LSGAN_PRESETS"]
 
@@ -34,41 +34,58 @@ LSGAN_PRESETS: dict[str, dict[str, float]] = {
 }
 """Named codings: ``pearson`` satisfies ``b - c = 1, b - a = 2`` (Pearson chi^2 of Mao et al.)."""
 
-_DEFAULTS = {"a": 0.0, "b": 1.0, "c": 1.0}
 
-
-def lsgan_discriminator(d_real: Tensor, d_fake: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+def lsgan_discriminator(
+    d_real: Tensor,
+    d_fake: Tensor,
+    a: float = 0.0,
+    b: float = 1.0,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
+) -> Tensor | LossTerms:
     r"""LSGAN discriminator loss (Mao et al. 2017).
 
     ``\tfrac12\mathbb{E}_P[(v - b)^2] + \tfrac12\mathbb{E}_Q[(v - a)^2]``; minimised by
     ``D^* = (b\,p + a\,q)/(p + q)``.
     """
-    return 0.5 * (d_real - b).square().mean() + 0.5 * (d_fake - a).square().mean()
+    return reduce_real_fake(
+        (d_real - b).square(), (d_fake - a).square(), reduction, weights_real, weights_fake, scale_real=0.5, scale_fake=0.5
+    )
 
 
-def lsgan_generator(d_fake: Tensor, c: float = 1.0) -> Tensor:
+def lsgan_generator(d_fake: Tensor, c: float = 1.0, *, reduction: str = "mean", weights: Weights = None) -> Tensor:
     r"""LSGAN generator loss ``\tfrac12\mathbb{E}_Q[(v - c)^2]`` (Mao et al. 2017)."""
-    return 0.5 * (d_fake - c).square().mean()
+    return reduce_terms((d_fake - c).square(), reduction, weights, scale=0.5)
+
+
+def _check_preset_conflicts(given: Mapping[str, Any]) -> None:
+    """A preset sets ``a, b, c``: refuse an explicit code that differs from the preset's."""
+    preset = given.get("preset")
+    if preset is None:
+        return
+    coding = LSGAN_PRESETS[preset]
+    clash = {k: v for k, v in given.items() if k in coding and v != coding[k]}
+    if clash:
+        raise ValueError(
+            f"lsgan: preset={preset!r} sets a={coding['a']:g}, b={coding['b']:g}, c={coding['c']:g}, but "
+            f"{', '.join(f'{k}={v!r}' for k, v in clash.items())} was passed as well; allowed: the preset "
+            f"alone, the codes alone, or both with equal values"
+        )
 
 
 def _lsgan_factory(a: float, b: float, c: float, preset: Optional[str]) -> LossParts:
-    if preset is not None:
-        coding = LSGAN_PRESETS[preset]
-        given = {k: v for k, v in (("a", a), ("b", b), ("c", c)) if v != _DEFAULTS[k] and v != coding[k]}
-        if given:
-            raise ValueError(
-                f"lsgan: preset={preset!r} sets a, b, c = {coding['a']}, {coding['b']}, {coding['c']}; "
-                f"do not also pass {', '.join(f'{k}={v}' for k, v in given.items())}"
-            )
-        a, b, c = coding["a"], coding["b"], coding["c"]
+    if preset is not None:  # explicit codes that differ were refused by _check_preset_conflicts
+        a, b, c = (LSGAN_PRESETS[preset][k] for k in ("a", "b", "c"))
     if a == b:
         raise ValueError(f"lsgan: the real code b={b} must differ from the fake code a={a}")
 
-    def discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return lsgan_discriminator(d_real, d_fake, a=a, b=b)
+    def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor | LossTerms:
+        return lsgan_discriminator(d_real, d_fake, a=a, b=b, **reduce)
 
-    def generator(d_fake: Tensor) -> Tensor:
-        return lsgan_generator(d_fake, c=c)
+    def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
+        return lsgan_generator(d_fake, c=c, **reduce)
 
     return LossParts(
         discriminator,
@@ -98,10 +115,11 @@ register(
                 None,
                 one_of(None, "pearson"),
                 "None or 'pearson' (a=-1, b=1, c=0: Pearson chi^2 between 2Q and P+Q)",
-                "named coding; overrides a, b, c",
+                "named coding; sets a, b, c (an explicit a, b or c must then equal the preset's)",
             ),
         },
         factory=_lsgan_factory,
+        check_given=_check_preset_conflicts,
         summary="Least squares on raw outputs; a=-1, b=1, c=0 minimises a Pearson chi^2 divergence.",
     )
 )

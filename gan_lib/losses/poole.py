@@ -14,7 +14,12 @@ Registered names:
   ``huszar_kl`` is the same loss under the name of Huszár's alternative update rule (the
   generator loss ``\mathbb{E}_Q[\log((1-D)/D)] = -\mathbb{E}_Q[V]``): one implementation, two names.
 * ``poole_kl``: ``f_G(u) = u \log u`` (``KL(P\|Q)``), loss ``V e^V``.
-* ``poole_alpha``: ``f_G(u) = (u^\alpha - 1 - \alpha(u - 1))/(\alpha(\alpha - 1))``.
+* ``poole_alpha``: ``f_G(u) = (u^\alpha - 1 - \alpha(u - 1))/(\alpha(\alpha - 1))``, computed in a
+  form that is exact as ``\alpha \to 0`` and as ``\alpha \to 1``
+  (:func:`gan_lib.divergences.alpha_f_of_log`).
+
+Every function takes ``reduction`` and per-sample ``weights`` as described in
+:mod:`gan_lib.losses.registry`.
 
 Safe logit range of the exp-growing losses (``poole_kl``, ``poole_alpha``) in float32 and
 bfloat16 (which share float32's exponent range): the logits for which the per-sample value and
@@ -29,14 +34,16 @@ the range). float16 overflows already near ``e^{11}``: use float32 or bfloat16 f
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from gan_lib.divergences.fdiv import alpha_f_of_log
 from gan_lib.divergences.generator import POOLE_NAMES, generator_divergence
 from gan_lib.validation import alpha_number, boolean, one_of
 
-from .registry import LossParts, LossSpec, Option, clamp_to_range, register
+from .registry import LossParts, LossSpec, Option, Weights, clamp_to_range, reduce_terms, register
 from .minimax import BCE_D, bce_discriminator, non_saturating_generator
 
 __all__ = [
@@ -56,14 +63,14 @@ poole_standard_generator = non_saturating_generator
 """``GAN-standard`` of Poole et al. (2016): ``\\mathbb{E}_Q[\\mathrm{softplus}(-V)]``, the non-saturating loss."""
 
 
-def reverse_kl_generator(d_fake: Tensor) -> Tensor:
+def reverse_kl_generator(d_fake: Tensor, *, reduction: str = "mean", weights: Weights = None) -> Tensor:
     r"""Reverse-KL generator loss ``-\mathbb{E}_Q[V]`` (Poole et al. 2016 ``GAN-RKL``; Huszár 2016).
 
     ``-V = \log((1 - D)/D)`` with ``D = \sigma(V)``; at the optimal discriminator
     (``V^* = \log p - \log q``) it equals ``KL(Q\|P)``. Linear in ``V``: finite for every finite
     logit.
     """
-    return -d_fake.mean()
+    return reduce_terms(d_fake, reduction, weights, scale=-1.0)
 
 
 def poole_kl_safe_range() -> tuple[float, float]:
@@ -74,14 +81,17 @@ def poole_kl_safe_range() -> tuple[float, float]:
     return (-math.inf, EXP_BUDGET - math.log1p(EXP_BUDGET))
 
 
-def poole_kl_generator(d_fake: Tensor) -> Tensor:
+def poole_kl_generator(d_fake: Tensor, *, reduction: str = "mean", weights: Weights = None) -> Tensor:
     r"""KL generator loss ``\mathbb{E}_Q[V e^V]`` (Poole et al. 2016 ``GAN-KL``).
 
     At the optimal discriminator it equals ``KL(P\|Q) = \mathbb{E}_Q[(p/q)\log(p/q)]`` (mode
     covering). Safe logit range in float32/bfloat16: ``V \le 65.7`` (:func:`poole_kl_safe_range`;
-    ``V \to -\infty`` is fine, the loss tends to 0); larger logits overflow to ``inf``.
+    ``V \to -\infty`` is fine, the loss tends to 0 and is 0 at ``V = -\infty``); larger logits
+    overflow to ``inf``.
     """
-    return (d_fake * torch.exp(d_fake)).mean()
+    # V = -inf would give -inf * 0 = nan: read it as the lowest finite float, where V e^V is (-)0.
+    v = d_fake.clamp(min=torch.finfo(d_fake.dtype).min)
+    return reduce_terms(v * torch.exp(d_fake), reduction, weights)
 
 
 def poole_alpha_safe_range(alpha: float) -> tuple[float, float]:
@@ -100,20 +110,20 @@ def poole_alpha_safe_range(alpha: float) -> tuple[float, float]:
     return (budget / alpha, budget)
 
 
-def poole_alpha_generator(d_fake: Tensor, alpha: float) -> Tensor:
+def poole_alpha_generator(d_fake: Tensor, alpha: float, *, reduction: str = "mean", weights: Weights = None) -> Tensor:
     r"""Alpha-divergence generator loss (Poole et al. 2016 ``GAN-\alpha``).
 
-    ``\mathbb{E}_Q[(e^{\alpha V} - 1 - \alpha(e^V - 1)) / (\alpha(\alpha - 1))]``, computed with
-    ``expm1`` so small logits lose no digits. At the optimal discriminator it equals the
-    alpha-divergence ``\mathbb{E}_Q[f_\alpha(p/q)]``; ``alpha -> 1`` gives ``KL(P\|Q)`` and
-    ``alpha -> 0`` gives ``KL(Q\|P)``. Safe logit range (float32/bfloat16), for
+    ``\mathbb{E}_Q[(e^{\alpha V} - 1 - \alpha(e^V - 1)) / (\alpha(\alpha - 1))]``, per sample
+    :func:`gan_lib.divergences.alpha_f_of_log` (the alpha-divergence's ``f`` at ``u = e^V``, exact as
+    ``\alpha \to 0`` and ``\alpha \to 1``). At the optimal
+    discriminator it equals the alpha-divergence ``\mathbb{E}_Q[f_\alpha(p/q)]``; ``alpha -> 1`` gives
+    ``KL(P\|Q)`` and ``alpha -> 0`` gives ``KL(Q\|P)``. Safe logit range (float32/bfloat16), for
     ``B = 70 - \log\max(1, 1/|\alpha-1|, 1/|\alpha(\alpha-1)|)``: ``V \le B/\max(\alpha, 1)`` for
     ``\alpha > 0``; ``B/\alpha \le V \le B`` for ``\alpha < 0`` (see :func:`poole_alpha_safe_range`;
-    e.g. ``\alpha = 0.5``: ``V \le 68.6``; ``\alpha = 2``: ``V \le 35``).
+    e.g. ``\alpha = 0.5``: ``V \le 68.6``; ``\alpha = 2``: ``V \le 35``). Beyond it the loss is
+    ``+inf``.
     """
-    alpha = alpha_number(alpha)
-    per_sample = (torch.expm1(alpha * d_fake) - alpha * torch.expm1(d_fake)) / (alpha * (alpha - 1.0))
-    return per_sample.mean()
+    return reduce_terms(alpha_f_of_log(d_fake, alpha_number(alpha)), reduction, weights)
 
 
 _RKL_G = r"-\mathbb{E}_Q[v]"
@@ -167,8 +177,8 @@ def _poole_kl_factory(clamp: bool) -> LossParts:
     generator = poole_kl_generator
     if clamp:
 
-        def generator(d_fake: Tensor) -> Tensor:
-            return poole_kl_generator(clamp_to_range(d_fake, safe))
+        def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
+            return poole_kl_generator(clamp_to_range(d_fake, safe), **reduce)
 
     return LossParts(bce_discriminator, generator, BCE_D, r"\mathbb{E}_Q[v e^{v}]", safe)
 
@@ -188,8 +198,8 @@ register(
 def _poole_alpha_factory(alpha: float, clamp: bool) -> LossParts:
     safe = poole_alpha_safe_range(alpha)
 
-    def generator(d_fake: Tensor) -> Tensor:
-        return poole_alpha_generator(clamp_to_range(d_fake, safe) if clamp else d_fake, alpha)
+    def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
+        return poole_alpha_generator(clamp_to_range(d_fake, safe) if clamp else d_fake, alpha, **reduce)
 
     generator.__doc__ = f"poole_alpha_generator with alpha={alpha!r}, clamp={clamp!r}."
     a = f"{alpha:g}"
@@ -228,10 +238,10 @@ def _poole_envelope_factory(divergence: str, alpha: float | None) -> LossParts:
         raise ValueError(f"poole_envelope with divergence={divergence!r} takes no alpha (got alpha={alpha!r})")
     gd = generator_divergence(divergence, alpha)
 
-    def generator(d_fake: Tensor) -> Tensor:
-        return gd.envelope_objective(d_fake).mean()
+    def generator(d_fake: Tensor, *, reduction: str = "mean", weights: Weights = None) -> Tensor:
+        return reduce_terms(gd.envelope_objective(d_fake), reduction, weights)
 
-    generator.__doc__ = f"Envelope generator objective of {gd.label}, mean-reduced."
+    generator.__doc__ = f"Envelope generator objective of {gd.label}."
     formula_g = r"\mathbb{E}_Q[" + gd.envelope_tex.replace("V", "v") + "]"
     return LossParts(bce_discriminator, generator, BCE_D, formula_g)
 

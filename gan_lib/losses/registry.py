@@ -1,4 +1,5 @@
-"""Machinery of the loss registry: option specs, loss specs, the :class:`GANLoss` object, ``get``.
+"""Machinery of the loss registry: option specs, loss specs, the :class:`GANLoss` object, ``get``,
+and the reductions every loss shares.
 
 A loss family module (``minimax.py``, ``fgan.py``, ...) defines pure functions of raw
 discriminator outputs and calls :func:`register` once per name with a :class:`LossSpec`. The
@@ -9,12 +10,53 @@ options into the two halves of the game. :func:`get` validates a user's options 
 Conventions, shared by every registered loss:
 
 * Inputs are raw discriminator outputs ``v`` (logits or critic values, before any activation),
-  any shape; every loss is mean-reduced over all elements to a scalar.
+  any shape, non-empty, floating point.
 * ``P`` is the data distribution (``d_real = v(x), x ~ P``), ``Q`` the model
   (``d_fake = v(G(z))``).
 * Both halves are *minimised*: ``discriminator(d_real, d_fake)`` by the discriminator,
   ``generator(d_fake, d_real)`` by the generator.
 * Nothing is detached: the caller decides which parameters a loss is differentiated against.
+
+Reduction and per-sample weights (the ``torch.nn.functional`` / TF-GAN convention)::
+
+    loss.discriminator(d_real, d_fake, *, reduction="mean", weights_real=None, weights_fake=None)
+    loss.generator(d_fake, d_real=None, *, reduction="mean", weights=None)
+
+Most discriminator losses are a sum of two per-sample terms, ``c_P E_P[l_P(v)] + c_Q E_Q[l_Q(v)]``
+(e.g. ``softplus(-v)`` on the reals and ``softplus(v)`` on the fakes); most generator losses are one
+per-sample term on the fakes. Writing ``l`` for a term and ``w`` for its weights:
+
+* ``reduction="mean"`` (the default, and the only behaviour before weights existed):
+  ``sum(w * l) / n`` per term, ``n`` the number of per-sample terms (elements of the batch). This
+  is the convention of ``torch.nn.functional.binary_cross_entropy(weight=...)`` and of TF-GAN's
+  default ``SUM_BY_NONZERO_WEIGHTS`` whenever no weight is zero (TF-GAN would divide by the
+  number of non-zero weights; here a zero weight still counts in ``n``). It is the unbiased
+  importance-weighted estimate of ``E[w l]``, linear in the weights, and equal to the plain mean
+  when every weight is 1. It is *not* the self-normalised ``sum(w l) / sum(w)``: to average over
+  a subset of samples, pass ``reduction="sum"`` and divide by the count yourself.
+* ``reduction="sum"``: ``sum(w * l)`` per term, the terms added (with their coefficients).
+* ``reduction="none"``: the weighted per-sample terms ``w * l``, unreduced. A discriminator with a
+  real and a fake term returns :class:`LossTerms` ``(real, fake)`` shaped like ``d_real`` and
+  ``d_fake`` (coefficients included, so ``terms.real.mean() + terms.fake.mean()`` is the mean
+  loss); every generator, and the discriminator of a paired loss (``rgan``), returns one tensor
+  shaped like ``d_fake``.
+* ``weights_real`` / ``weights_fake`` weight the discriminator's real / fake terms, ``weights`` the
+  generator's per-fake-sample terms. Each is ``None``, a real number, or a tensor broadcastable to
+  the shape of the term it weights *without enlarging it* (shape ``()``, ``(1,)``, or the batch's
+  own shape; a ``(n, 1)`` weight for a ``(n,)`` batch is refused). Weights are cast to the loss's
+  dtype; their values are not checked (importance weights are usually >= 0).
+* Paired losses (``rgan``: element ``i`` of ``d_real`` is compared with element ``i`` of
+  ``d_fake``) have one term per pair: the discriminator weights pair ``i`` by
+  ``weights_real[i] * weights_fake[i]`` (importance weights of independent draws multiply), the
+  generator by ``weights[i]``.
+* Losses with batch statistics (``ragan``: each sample against the other batch's mean;
+  ``kl_hinge``: the fakes reweighted by the in-batch softmax ``n softmax(v)``;
+  ``GANLoss.batch_statistics``) couple the samples of a batch, so their per-sample terms are not
+  per-sample losses: they accept ``reduction="mean"`` and ``"sum"`` only, and no weights; the
+  others raise ``ValueError`` saying so.
+
+An invalid ``reduction``, a weight of the wrong shape or type, or an empty batch raises an error
+naming the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -23,29 +65,44 @@ import difflib
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
+import torch
 from torch import Tensor
+
+from gan_lib.validation import is_real
 
 
 __all__ = [
     "Option",
     "LossSpec",
     "LossParts",
+    "LossTerms",
+    "Weights",
     "GANLoss",
     "REGISTRY",
+    "REDUCTIONS",
     "register",
     "get",
     "names",
     "table",
     "check_logits",
     "check_same_shape",
+    "check_reduction",
+    "check_batch_statistics_call",
+    "apply_weights",
+    "reduce_terms",
+    "reduce_real_fake",
     "clamp_to_range",
 ]
 
-DiscriminatorFn = Callable[[Tensor, Tensor], Tensor]
-GeneratorFn = Callable[..., Tensor]
+DiscriminatorFn = Callable[..., Any]
+GeneratorFn = Callable[..., Any]
 SafeRange = Optional[tuple[float, float]]
+Weights = Union[None, float, Tensor]
+
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+"""Allowed values of ``reduction`` (``torch.nn.functional`` names); batch-statistic losses allow the first two."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +153,12 @@ class LossSpec:
         requires_real_in_generator: the generator half needs ``d_real`` (relativistic losses).
         paired: ``d_real`` and ``d_fake`` must have the same shape (element ``i`` of one is
             compared with element ``i`` of the other, or batch statistics are shared).
+        batch_statistics: the per-sample terms are coupled through statistics of the whole batch
+            (``ragan``, ``kl_hinge``): only ``reduction="mean"`` and ``"sum"``, no weights.
         summary: one sentence for tables.
+        check_given: optional ``check_given(explicit)`` called with the validated options the
+            caller passed explicitly (defaults left out); raises ``ValueError`` for combinations
+            that conflict (e.g. a preset together with a value the preset sets differently).
 
     ``spec.formula`` (property) is the one-line ``D: ...;  G: ...`` formula at the defaults.
     """
@@ -108,7 +170,9 @@ class LossSpec:
     factory: Callable[..., LossParts]
     requires_real_in_generator: bool = False
     paired: bool = False
+    batch_statistics: bool = False
     summary: str = ""
+    check_given: Optional[Callable[[Mapping[str, Any]], None]] = None
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -138,6 +202,8 @@ class LossSpec:
                     f"option {key}={value!r} of loss {self.name!r} is invalid: {err}; allowed options: "
                     f"{_describe_options(self.options)}"
                 ) from None
+        if self.check_given is not None:
+            self.check_given({k: resolved[k] for k in options})
         parts = self.factory(**resolved)
         return GANLoss(
             name=self.name,
@@ -149,6 +215,7 @@ class LossSpec:
             formula_g=parts.formula_g,
             requires_real_in_generator=self.requires_real_in_generator,
             paired=self.paired,
+            batch_statistics=self.batch_statistics,
             safe_logit_range=parts.safe_logit_range,
             discriminator_fn=parts.discriminator,
             generator_fn=parts.generator,
@@ -167,8 +234,15 @@ def check_logits(name: str, value: Any) -> Tensor:
     if not (value.is_floating_point()):
         raise TypeError(f"{name} must have a floating-point dtype; got {value.dtype}")
     if value.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(value.shape)}); a mean over no samples is undefined")
+        _refuse_empty(name, value)
     return value
+
+
+def _refuse_empty(name: str, value: Tensor) -> None:
+    raise ValueError(
+        f"{name} is empty (shape {tuple(value.shape)}); every loss needs at least one sample "
+        f"(a mean over no samples is undefined)"
+    )
 
 
 def clamp_to_range(v: Tensor, safe_range: SafeRange) -> Tensor:
@@ -188,6 +262,142 @@ def check_same_shape(loss: str, d_real: Tensor, d_fake: Tensor) -> None:
         )
 
 
+# --------------------------------------------------------------------------------------------
+# Reductions and per-sample weights, shared by the family modules.
+# --------------------------------------------------------------------------------------------
+
+
+class LossTerms(NamedTuple):
+    """Per-sample terms of a two-term discriminator loss (``reduction="none"``).
+
+    ``real`` has the shape of ``d_real``, ``fake`` that of ``d_fake``; each is already multiplied
+    by its weights and its coefficient in the loss, so ``real.mean() + fake.mean()`` is the
+    mean-reduced loss and ``real.sum() + fake.sum()`` the summed one.
+    """
+
+    real: Tensor
+    fake: Tensor
+
+
+def check_reduction(reduction: Any, allowed: Sequence[str] = REDUCTIONS, why: str = "") -> str:
+    """Return ``reduction`` if it is one of ``allowed``, else raise ``ValueError`` naming it."""
+    if not isinstance(reduction, str) or reduction not in allowed:
+        raise ValueError(
+            f"reduction={reduction!r} is not allowed{why}; allowed: {', '.join(repr(r) for r in allowed)}"
+        )
+    return reduction
+
+
+def check_batch_statistics_call(loss: str, coupling: str, reduction: Any, **weights: Weights) -> str:
+    """Validate the call of a loss whose per-sample terms share batch statistics.
+
+    Such a loss (``ragan``, ``kl_hinge``) allows ``reduction="mean"`` or ``"sum"`` and no weights:
+    ``coupling`` says what couples the samples (it goes into the error message).
+    """
+    why = f" for loss {loss!r}: its per-sample terms are coupled through {coupling}, so they are not per-sample losses"
+    for name, value in weights.items():
+        if value is not None:
+            raise ValueError(
+                f"{name} is not allowed{why} and cannot be weighted one by one; allowed: {name}=None "
+                f"(got a {type(value).__name__})"
+            )
+    return check_reduction(reduction, REDUCTIONS[:2], why)
+
+
+def apply_weights(terms: Tensor, weights: Weights, name: str = "weights", of: str = "d_fake") -> Tensor:
+    """``terms * weights`` after checking ``weights`` (``None`` returns ``terms`` itself).
+
+    ``weights`` is a real number or a real-valued tensor broadcastable to ``terms.shape`` without
+    enlarging it; it is cast to ``terms.dtype``. ``name`` (the argument) and ``of`` (the input
+    whose shape the terms have) go into the error messages.
+    """
+    if weights is None:
+        return terms
+    shape = tuple(terms.shape)
+    allowed = f"allowed: None, a real number, or a tensor broadcastable to {shape} (the shape of {of}) without enlarging it"
+    if isinstance(weights, Tensor):
+        if weights.is_complex():
+            raise TypeError(f"{name} must be real-valued; got dtype {weights.dtype}; {allowed}")
+        try:
+            fits = torch.broadcast_shapes(weights.shape, terms.shape) == terms.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"{name} has shape {tuple(weights.shape)}, which does not fit the per-sample loss of shape {shape}; {allowed}")
+        return terms * (weights if weights.dtype == terms.dtype else weights.to(terms.dtype))
+    if is_real(weights):
+        return terms * float(weights)
+    raise TypeError(f"{name} must be None, a real number or a torch.Tensor; got {type(weights).__name__}; {allowed}")
+
+
+def _reduce(terms: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return terms.mean()
+    if reduction == "sum":
+        return terms.sum()
+    return terms
+
+
+def reduce_terms(
+    terms: Tensor,
+    reduction: str = "mean",
+    weights: Weights = None,
+    *,
+    scale: float = 1.0,
+    name: str = "weights",
+    of: str = "d_fake",
+) -> Tensor:
+    """Reduce one per-sample term: ``scale * sum(w l) / n`` (mean), ``scale * sum(w l)`` (sum), or
+    ``scale * w l`` (none).
+
+    ``terms`` is the unweighted per-sample loss ``l``; ``scale`` a constant coefficient (applied to
+    the reduced scalar, so a sign costs no pass over the batch). Raises ``ValueError`` for an
+    empty batch (naming ``of``), an unknown reduction or misshapen weights.
+    """
+    if terms.numel() == 0:
+        _refuse_empty(of, terms)
+    if reduction == "mean" and weights is None:  # the common case, first and cheapest
+        out = terms.mean()
+    else:
+        out = _reduce(apply_weights(terms, weights, name, of), check_reduction(reduction))
+    return out if scale == 1.0 else scale * out
+
+
+def reduce_real_fake(
+    real: Tensor,
+    fake: Tensor,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
+    *,
+    scale_real: float = 1.0,
+    scale_fake: float = 1.0,
+) -> Union[Tensor, LossTerms]:
+    """Reduce a two-term loss ``scale_real E_P[l_P] + scale_fake E_Q[l_Q]``.
+
+    ``real`` and ``fake`` are the unweighted per-sample terms on the real and the fake batch. Mean
+    and sum reduce each term and add them; ``"none"`` returns :class:`LossTerms` of the weighted,
+    scaled terms. Raises ``ValueError`` for an empty batch, an unknown reduction or misshapen
+    weights.
+    """
+    if real.numel() == 0:
+        _refuse_empty("d_real", real)
+    if fake.numel() == 0:
+        _refuse_empty("d_fake", fake)
+    if reduction == "mean" and weights_real is None and weights_fake is None:
+        r, f = real.mean(), fake.mean()
+    else:
+        check_reduction(reduction)
+        real = apply_weights(real, weights_real, "weights_real", "d_real")
+        fake = apply_weights(fake, weights_fake, "weights_fake", "d_fake")
+        if reduction == "none":
+            return LossTerms(
+                real if scale_real == 1.0 else scale_real * real, fake if scale_fake == 1.0 else scale_fake * fake
+            )
+        r, f = _reduce(real, reduction), _reduce(fake, reduction)
+    return (r if scale_real == 1.0 else scale_real * r) + (f if scale_fake == 1.0 else scale_fake * f)
+
+
 @dataclass(frozen=True, eq=False)
 class GANLoss:
     """A loss from the registry with its options bound. Obtain one with :func:`gan_lib.losses.get`.
@@ -201,10 +411,14 @@ class GANLoss:
         formula_d, formula_g: the two halves of ``formula``.
         requires_real_in_generator: ``generator()`` needs ``d_real``.
         paired: ``d_real`` and ``d_fake`` must have the same shape.
+        batch_statistics: the per-sample terms share batch statistics (``ragan``, ``kl_hinge``):
+            ``reduction`` ``"mean"`` or ``"sum"`` only, no weights (see the module docstring).
         safe_logit_range: ``None`` when the loss is finite for every logit with ``|v| <= 1e4`` in
             float32 and bfloat16 (squares such as LSGAN's still overflow near ``|v| ~ 1e19``), else ``(lo, hi)``: logits inside it give finite values and gradients
             (the loss grows like ``exp(v)`` outside).
-        discriminator_fn, generator_fn: the underlying pure functions (options bound).
+        discriminator_fn, generator_fn: the underlying pure functions (options bound), called as
+            ``discriminator_fn(d_real, d_fake, *, reduction, weights_real, weights_fake)`` and
+            ``generator_fn(d_fake[, d_real], *, reduction, weights)``.
     """
 
     name: str
@@ -216,6 +430,7 @@ class GANLoss:
     formula_g: str = ""
     requires_real_in_generator: bool = False
     paired: bool = False
+    batch_statistics: bool = False
     safe_logit_range: SafeRange = None
     discriminator_fn: DiscriminatorFn = field(default=None, repr=False)  # type: ignore[assignment]
     generator_fn: GeneratorFn = field(default=None, repr=False)  # type: ignore[assignment]
@@ -228,23 +443,50 @@ class GANLoss:
     def __hash__(self) -> int:
         return hash((self.name, tuple(sorted(self.options.items()))))
 
-    def discriminator(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        """Scalar loss minimised by the discriminator, from raw outputs on real and fake samples."""
+    @property
+    def reductions(self) -> tuple[str, ...]:
+        """The ``reduction`` values this loss accepts."""
+        return REDUCTIONS[:2] if self.batch_statistics else REDUCTIONS
+
+    def discriminator(
+        self,
+        d_real: Tensor,
+        d_fake: Tensor,
+        *,
+        reduction: str = "mean",
+        weights_real: Weights = None,
+        weights_fake: Weights = None,
+    ) -> Union[Tensor, LossTerms]:
+        """Loss minimised by the discriminator, from raw outputs on real and fake samples.
+
+        A scalar for ``reduction="mean"`` (default) or ``"sum"``; for ``"none"`` the weighted
+        per-sample terms, :class:`LossTerms` ``(real, fake)`` (one tensor for a paired loss).
+        ``weights_real`` / ``weights_fake`` weight the real / fake terms (module docstring).
+        """
         check_logits("d_real", d_real)
         check_logits("d_fake", d_fake)
         if self.paired:
             check_same_shape(f"loss {self.name!r}", d_real, d_fake)
-        return self.discriminator_fn(d_real, d_fake)
+        if reduction == "mean" and weights_real is None and weights_fake is None:
+            return self.discriminator_fn(d_real, d_fake)
+        return self.discriminator_fn(
+            d_real, d_fake, reduction=reduction, weights_real=weights_real, weights_fake=weights_fake
+        )
 
-    def generator(self, d_fake: Tensor, d_real: Tensor | None = None) -> Tensor:
-        """Scalar loss minimised by the generator.
+    def generator(
+        self, d_fake: Tensor, d_real: Tensor | None = None, *, reduction: str = "mean", weights: Weights = None
+    ) -> Tensor:
+        """Loss minimised by the generator: a scalar (``"mean"``, ``"sum"``), or per-sample (``"none"``).
 
         ``d_real`` is required by relativistic losses (``requires_real_in_generator``) and
-        ignored by the others.
+        ignored by the others. ``weights`` weight the per-sample terms of the fakes (of the pairs,
+        for ``rgan``).
         """
         check_logits("d_fake", d_fake)
         if not self.requires_real_in_generator:
-            return self.generator_fn(d_fake)
+            if reduction == "mean" and weights is None:
+                return self.generator_fn(d_fake)
+            return self.generator_fn(d_fake, reduction=reduction, weights=weights)
         if d_real is None:
             raise ValueError(
                 f"loss {self.name!r} is relativistic: generator() needs d_real, the discriminator's "
@@ -253,7 +495,9 @@ class GANLoss:
         check_logits("d_real", d_real)
         if self.paired:
             check_same_shape(f"loss {self.name!r}", d_real, d_fake)
-        return self.generator_fn(d_fake, d_real)
+        if reduction == "mean" and weights is None:
+            return self.generator_fn(d_fake, d_real)
+        return self.generator_fn(d_fake, d_real, reduction=reduction, weights=weights)
 
 
 # --------------------------------------------------------------------------------------------
