@@ -1,13 +1,16 @@
 """Metrics of samples and of estimated density ratios.
 
 - :mod:`.coverage` -- which modes of a mixture a sample covers; bin masses of a 1-D generator.
+- :mod:`.binned` -- divergences between two histograms on the same bins (Jensen--Shannon).
 - :mod:`.ratio` -- errors of a logit against the true log-ratio; population risk of a scoring rule
   and the divergence it bounds (1-D quadrature).
 """
 
+from .binned import *  # noqa: F401,F403
+from .binned import __all__ as _binned_all
 from .coverage import *  # noqa: F401,F403
 from .coverage import __all__ as _coverage_all
 from .ratio import *  # noqa: F401,F403
 from .ratio import __all__ as _ratio_all
 
-__all__ = [*_coverage_all, *_ratio_all]
+__all__ = [*_coverage_all, *_binned_all, *_ratio_all]

@@ -1,0 +1,156 @@
+"""What the chapters show besides figures: glued numbers, Markdown tables, math in table cells, and
+the one-line callout of a numeric check.
+
+- :func:`glue` / :func:`glue_text` -- ``myst_nb.glue`` for numbers the prose cites: NumPy scalars
+  become Python numbers (``{glue:text}`` formats need those), or the number is glued as formatted
+  text with a dash where it is missing.
+- :func:`markdown_table` / :func:`tex` -- a table rendered from library objects, with math cells
+  whose ``|`` cannot end the cell.
+- :func:`check` -- assert a claim's number against a reference (or a bound) and show the reader a
+  one-line callout with both numbers, from the same call.
+
+This module belongs to the book pipeline (it needs IPython, and ``myst_nb`` for gluing); nothing
+outside :mod:`gan_lib.pipeline` imports it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import IPython.display as ipd
+
+__all__ = ["glue", "glue_text", "markdown_table", "tex", "check"]
+
+#: What :func:`glue_text` glues for a missing value (``None`` or NaN).
+MISSING = "—"
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy (or torch) scalar as the Python number it holds; anything else unchanged."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """``myst_nb.glue(name, value, display)``, with a NumPy scalar or 0-d array turned into a
+    Python number first (its text form is then ``1.25``, not ``np.float64(1.25)``, which
+    ``{glue:text}`name:.2f``` could not format). Not displayed unless ``display`` is true."""
+    import myst_nb
+
+    myst_nb.glue(name, _plain(value), display=display)
+
+
+def glue_text(name: str, value: Any, fmt: str = ".3f", *, missing: str = MISSING) -> None:
+    """Glue ``format(value, fmt)`` as text; ``None`` or NaN (a quantity this run did not compute,
+    e.g. for an objective the reader left out) is glued as ``missing``, a dash by default."""
+    value = _plain(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        text = missing
+    else:
+        text = format(value, fmt)
+    glue(name, text)
+
+
+def markdown_table(df: Any) -> str:
+    """A pandas DataFrame as a Markdown (pipe) table: a header row of the column names, then one row
+    per record, each cell ``str(value)``.
+
+    Every ``|`` in a cell is escaped as ``\\|`` (Markdown's way to put a pipe in a cell; the parser
+    removes the backslash) and line breaks become spaces, so no cell can end early or split its
+    row. Math cells made by :func:`tex` hold no ``|`` at all.
+    """
+
+    def cell(value: Any) -> str:
+        return " ".join(str(value).splitlines()).replace("|", r"\|")
+
+    rows = [[cell(c) for c in df.columns], ["---"] * df.shape[1]]
+    rows += [[cell(v) for v in record] for record in df.itertuples(index=False, name=None)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def tex(s: str) -> str:
+    r"""Inline math ``$s$`` for a Markdown table cell.
+
+    A ``|`` would end the cell, so the norm bars ``\|`` become ``\Vert`` and single bars ``|``
+    become ``\vert`` (one backslash each: ``\\`` would be a TeX line break). An empty ``s`` gives
+    an empty cell (``$$`` would open display math).
+    """
+    if not s.strip():
+        return ""
+    return "$" + s.replace(r"\|", r"\Vert ").replace("|", r"\vert ") + "$"
+
+
+def _num(x: float, fmt: str) -> str:
+    """A number for the callout, with a typographic minus."""
+    return format(x, fmt).replace("-", "−")
+
+
+def _small(x: float) -> str:
+    """A difference in short scientific notation: 1.6e-3, not 1.6e-03."""
+    mantissa, _, exponent = f"{x:.1e}".partition("e")
+    return f"{mantissa}e{int(exponent)}".replace("-", "−")
+
+
+def _float(name: str, value: Any) -> float:
+    try:
+        return float(_plain(value))
+    except (TypeError, ValueError):
+        raise TypeError(f"check: {name}={value!r} is not a number") from None
+
+
+def check(
+    claim: str,
+    value: Any,
+    reference: Any = None,
+    tol: Any = None,
+    *,
+    below: Any = None,
+    above: Any = None,
+    source: str | None = None,
+    fmt: str = ".6g",
+) -> None:
+    """Assert a numeric claim and show it to the reader as a one-line callout.
+
+    Two forms:
+
+    - ``check(claim, value, reference, tol)``: ``|value - reference| <= tol``; the callout reads
+      "✓ claim: value vs reference (source), |Δ| = 1.6e-3 ≤ tol".
+    - ``check(claim, value, below=b)``, ``check(claim, value, above=a)`` or both: ``value <= b``,
+      ``value >= a``; the callout reads "✓ claim: value ≤ b (source)".
+
+    ``source`` says where the reference or bound comes from ("quadrature", "closed form"). A NaN
+    value fails. On failure raises ``AssertionError`` with the claim and the numbers; on success
+    displays the callout as Markdown and returns ``None`` (so a cell ending with a check shows it
+    once).
+    """
+    v = _float("value", value)
+    where = f" ({source})" if source else ""
+    if reference is not None or tol is not None:
+        if reference is None or tol is None or below is not None or above is not None:
+            raise ValueError(
+                f"check: give reference and tol, or below/above, not a mix "
+                f"(reference={reference!r}, tol={tol!r}, below={below!r}, above={above!r})"
+            )
+        r, t = _float("reference", reference), _float("tol", tol)
+        if not t >= 0 or math.isinf(t):
+            raise ValueError(f"check: tol={tol!r} must be a finite number >= 0")
+        gap = abs(v - r)
+        if not gap <= t:
+            raise AssertionError(f"✗ {claim}: {v!r} vs {r!r}{where}, |Δ| = {gap!r} > tol = {t!r}")
+        text = f"✓ {claim}: {_num(v, fmt)} vs {_num(r, fmt)}{where}, |Δ| = {_small(gap)} ≤ {_num(t, 'g')}"
+    else:
+        if below is None and above is None:
+            raise ValueError("check: give reference and tol, or a bound (below= and/or above=)")
+        hi = None if below is None else _float("below", below)
+        lo = None if above is None else _float("above", above)
+        if not ((hi is None or v <= hi) and (lo is None or v >= lo)):
+            bounds = " and ".join(s for s in (lo is not None and f">= {lo!r}", hi is not None and f"<= {hi!r}") if s)
+            raise AssertionError(f"✗ {claim}: {v!r} is not {bounds}{where}")
+        text = f"✓ {claim}: "
+        text += "" if lo is None else f"{_num(lo, fmt)} ≤ "
+        text += _num(v, fmt)
+        text += "" if hi is None else f" ≤ {_num(hi, fmt)}"
+        text += where
+    ipd.display(ipd.Markdown(text))

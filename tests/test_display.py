@@ -1,0 +1,164 @@
+"""The chapters' display helpers: glue, Markdown tables with math cells, and the check callout."""
+
+import math
+
+import IPython.display
+import numpy as np
+import pandas as pd
+import pytest
+
+from gan_lib.pipeline import display
+
+markdown_it = pytest.importorskip("markdown_it")
+
+
+def table_cells(markdown: str) -> list[list[str]]:
+    """The cells of a pipe table as the Markdown parser (markdown-it, MyST's parser) reads them."""
+    md = markdown_it.MarkdownIt("commonmark").enable("table")
+    rows, row = [], None
+    for token in md.parse(markdown):
+        if token.type == "tr_open":
+            row = []
+        elif token.type == "inline" and row is not None:
+            row.append(token.content)
+        elif token.type == "tr_close":
+            rows.append(row)
+            row = None
+    return rows
+
+
+@pytest.fixture
+def shown(monkeypatch) -> list[str]:
+    """The Markdown texts display.check displays."""
+    out: list[str] = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: out.append(obj.data))
+    return out
+
+
+@pytest.fixture
+def glued(monkeypatch) -> dict:
+    import myst_nb
+
+    out: dict = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: out.__setitem__(name, (value, display)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# tex and markdown_table
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (r"\mathrm{KL}(P\|Q)", r"$\mathrm{KL}(P\Vert Q)$"),
+        (r"|t| \le 1", r"$\vert t\vert  \le 1$"),
+        (r"\tfrac12 |u - 1|", r"$\tfrac12 \vert u - 1\vert $"),
+        (r"\|x\| + |y|", r"$\Vert x\Vert  + \vert y\vert $"),
+        (r"u \log u", r"$u \log u$"),
+        ("", ""),
+    ],
+)
+def test_tex_writes_bars_as_single_backslash_commands(source: str, expected: str) -> None:
+    assert display.tex(source) == expected
+
+
+def test_tex_never_writes_a_tex_line_break() -> None:
+    # chapter 4's old copy turned \| into \\vert: a line break followed by the word "vert"
+    for source in (r"D(P\|Q)", r"\left\|x\right\|", r"|a|\,\|b\|"):
+        out = display.tex(source)
+        assert "\\\\" not in out and "|" not in out, out
+
+
+def test_markdown_table_cells_survive_the_markdown_parser() -> None:
+    df = pd.DataFrame({
+        "name": ["KL(P||Q)", "reverse KL"],
+        "$f(u)$": [display.tex(r"u\log u"), display.tex(r"-\log u")],
+        "divergence": [display.tex(r"\mathrm{KL}(P\|Q)"), display.tex(r"\mathrm{KL}(Q\|P)")],
+        "f'(1)": [1.0, -1.0],
+    })
+    cells = table_cells(display.markdown_table(df))
+    assert cells == [
+        ["name", "$f(u)$", "divergence", "f'(1)"],
+        ["KL(P||Q)", r"$u\log u$", r"$\mathrm{KL}(P\Vert Q)$", "1.0"],
+        ["reverse KL", r"$-\log u$", r"$\mathrm{KL}(Q\Vert P)$", "-1.0"],
+    ]
+
+
+def test_markdown_table_keeps_a_hand_written_bar_inside_math() -> None:
+    df = pd.DataFrame({"a": [r"$|x|$"], "b": ["two\nlines"]})
+    assert table_cells(display.markdown_table(df)) == [["a", "b"], [r"$|x|$", "two lines"]]
+
+
+# ------------------------------------------------------------------------------------------------
+# glue
+# ------------------------------------------------------------------------------------------------
+
+
+def test_glue_passes_python_numbers_for_numpy_scalars(glued: dict) -> None:
+    display.glue("a", np.float64(1.25))
+    display.glue("b", np.int64(3), display=True)
+    display.glue("c", np.array(0.5))
+    display.glue("d", "text")
+    assert glued == {"a": (1.25, False), "b": (3, True), "c": (0.5, False), "d": ("text", False)}
+    assert type(glued["a"][0]) is float and type(glued["b"][0]) is int and type(glued["c"][0]) is float
+
+
+def test_glue_text_formats_and_marks_missing_values(glued: dict) -> None:
+    display.glue_text("x", 0.123456)
+    display.glue_text("n", np.int64(7), "d")
+    display.glue_text("nan", float("nan"))
+    display.glue_text("none", None, ".2f")
+    display.glue_text("np_nan", np.float64("nan"), missing="n/a")
+    assert {k: v for k, (v, _) in glued.items()} == {"x": "0.123", "n": "7", "nan": "—", "none": "—", "np_nan": "n/a"}
+
+
+# ------------------------------------------------------------------------------------------------
+# check
+# ------------------------------------------------------------------------------------------------
+
+
+def test_check_shows_both_numbers_and_the_gap(shown: list[str]) -> None:
+    display.check("D* attains 2·JSD − log 4", -1.01034, -1.00873, 0.02, source="quadrature")
+    assert shown == ["✓ D* attains 2·JSD − log 4: −1.01034 vs −1.00873 (quadrature), |Δ| = 1.6e−3 ≤ 0.02"]
+
+
+def test_check_at_the_tolerance_passes_and_beyond_it_fails_with_the_numbers(shown: list[str]) -> None:
+    display.check("equal", 1.5, 1.0, 0.5)            # |Δ| = 0.5 exactly, in binary
+    with pytest.raises(AssertionError, match=r"equal: 1\.5 vs 0\.75.*\|Δ\| = 0\.75 > tol = 0\.5"):
+        display.check("equal", 1.5, 0.75, 0.5)
+    assert len(shown) == 1
+
+
+def test_check_fails_on_nan(shown: list[str]) -> None:
+    with pytest.raises(AssertionError, match="nan"):
+        display.check("finite", math.nan, 0.0, 1.0)
+    with pytest.raises(AssertionError, match="nan"):
+        display.check("finite", math.nan, below=1.0)
+    assert shown == []
+
+
+def test_one_sided_and_bracketing_checks(shown: list[str]) -> None:
+    display.check("shortfall is small", np.float64(0.0123), below=0.02)
+    display.check("above the floor", 3, above=2, source="bound")
+    display.check("inside", 0.5, above=0.0, below=1.0)
+    assert shown == ["✓ shortfall is small: 0.0123 ≤ 0.02", "✓ above the floor: 2 ≤ 3 (bound)", "✓ inside: 0 ≤ 0.5 ≤ 1"]
+    with pytest.raises(AssertionError, match=r"no D beats D\*: -0\.5 is not <= -0\.6"):
+        display.check("no D beats D*", -0.5, below=-0.6)
+    with pytest.raises(AssertionError, match=r"is not >= 0\.0 and <= 1\.0"):
+        display.check("inside", 1.5, above=0.0, below=1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(reference=1.0), dict(tol=1.0), dict(reference=1.0, tol=0.1, below=2.0), dict(), dict(reference=0.0, tol=-1.0)],
+)
+def test_check_refuses_an_ill_formed_call(kwargs: dict, shown: list[str]) -> None:
+    with pytest.raises(ValueError, match="check: "):
+        display.check("claim", 0.0, **kwargs)
+
+
+def test_check_refuses_a_value_that_is_not_a_number(shown: list[str]) -> None:
+    with pytest.raises(TypeError, match=r"value=\[1\.0, 2\.0\]"):
+        display.check("claim", [1.0, 2.0], 1.0, 0.1)
