@@ -62,6 +62,7 @@ __all__ = [
     "exact_softplus",
     "log_softplus",
     "inverse_softplus",
+    "alpha_f_parts",
     "alpha_f_of_log",
     "variational_bound",
 ]
@@ -433,19 +434,21 @@ def _total_variation() -> FDivergence:
     )
 
 
-def alpha_f_of_log(l: Tensor, alpha: float) -> Tensor:
-    r"""The alpha-divergence's ``f(u) = (u^\alpha - 1 - \alpha(u - 1)) / (\alpha(\alpha - 1))`` at ``u = e^l``,
-    elementwise, exact as ``\alpha \to 0`` and as ``\alpha \to 1``.
+def alpha_f_parts(l: Tensor, alpha: float) -> tuple[Tensor, float]:
+    r"""``(n, k)`` with ``k * n`` the alpha-divergence's ``f(u) = (u^\alpha - 1 - \alpha(u - 1)) / (\alpha(\alpha - 1))``
+    at ``u = e^l``, elementwise, exact as ``\alpha \to 0`` and as ``\alpha \to 1``.
 
-    Written as printed, the numerator cancels to ``O(\alpha - 1)`` near ``\alpha = 1`` and rounding
-    is amplified by ``1/|\alpha - 1|`` (float32 lost half its digits at ``\alpha = 1 + 10^{-7}``).
-    Instead:
+    The constant factor ``k`` comes apart so that a mean of ``f`` can apply it once, after the
+    reduction (:func:`alpha_f_of_log` multiplies it in). Written as printed, the numerator cancels
+    to ``O(\alpha - 1)`` near ``\alpha = 1`` and rounding is amplified by ``1/|\alpha - 1|`` (float32
+    lost half its digits at ``\alpha = 1 + 10^{-7}``). Instead:
 
-    * ``\alpha \le 1/2``: ``(\mathrm{expm1}(\alpha l) - \alpha\,\mathrm{expm1}(l)) / (\alpha(\alpha - 1))``;
-      both terms are ``O(\alpha)``, nothing cancels as ``\alpha \to 0``.
+    * ``\alpha \le 1/2``: ``n = \mathrm{expm1}(\alpha l) - \alpha\,\mathrm{expm1}(l)``,
+      ``k = 1/(\alpha(\alpha - 1))``; both terms of ``n`` are ``O(\alpha)``, nothing cancels as
+      ``\alpha \to 0``.
     * ``\alpha > 1/2``: with ``b = |\alpha - 1|`` and ``m = \min(\alpha, 1)``,
       ``(e^{\alpha l} - e^{l})/(\alpha - 1) = e^{m l}\,\mathrm{expm1}(b l)/b``, so
-      ``f = (e^{m l}\,\mathrm{expm1}(b l) - b\,\mathrm{expm1}(l)) / (\alpha b)``: both terms are
+      ``n = e^{m l}\,\mathrm{expm1}(b l) - b\,\mathrm{expm1}(l)``, ``k = 1/(\alpha b)``: both terms are
       ``O(b)``, and ``\mathrm{expm1}(b l)/b \to l`` as ``b \to 0`` (the KL limit).
 
     Where the value overflows it is ``+inf``, never ``inf - inf``: of the two terms, the one that
@@ -458,10 +461,17 @@ def alpha_f_of_log(l: Tensor, alpha: float) -> Tensor:
         head = torch.expm1(a * l)
         if a > 0.0:  # l -> +inf: alpha expm1(l) overflows first; keep expm1(alpha l) finite
             head = head.clamp(max=big)
-        return torch.sub(head, torch.expm1(l), alpha=a) / (a * (a - 1.0))
+        return torch.sub(head, torch.expm1(l), alpha=a), 1.0 / (a * (a - 1.0))
     b = abs(a - 1.0)
     lead = torch.exp(l if a > 1.0 else a * l)
-    return torch.sub(lead * torch.expm1(b * l), torch.expm1(l).clamp(max=big), alpha=b) / (a * b)
+    return torch.sub(lead * torch.expm1(b * l), torch.expm1(l).clamp(max=big), alpha=b), 1.0 / (a * b)
+
+
+def alpha_f_of_log(l: Tensor, alpha: float) -> Tensor:
+    r"""The alpha-divergence's ``f(e^l)``, elementwise, exact as ``\alpha \to 0`` and ``\alpha \to 1``
+    (:func:`alpha_f_parts`)."""
+    n, k = alpha_f_parts(l, alpha)
+    return n * k
 
 
 @lru_cache(maxsize=None)

@@ -113,8 +113,8 @@ def kl_batch_weights(d_fake: Tensor) -> Tensor:
 
     Same shape as ``d_fake``; the weights are positive and average to one.
     """
-    flat = d_fake.reshape(-1)
-    return (flat.numel() * torch.softmax(flat, dim=0)).reshape(d_fake.shape)
+    weights = d_fake.numel() * torch.softmax(d_fake.flatten(), dim=0)  # flatten: no copy, no node for 1-D
+    return weights if d_fake.dim() == 1 else weights.reshape(d_fake.shape)
 
 
 def _weighted_fake(d_fake: Tensor, detach_weights: bool) -> Tensor:

@@ -16,7 +16,7 @@ Registered names:
 * ``poole_kl``: ``f_G(u) = u \log u`` (``KL(P\|Q)``), loss ``V e^V``.
 * ``poole_alpha``: ``f_G(u) = (u^\alpha - 1 - \alpha(u - 1))/(\alpha(\alpha - 1))``, computed in a
   form that is exact as ``\alpha \to 0`` and as ``\alpha \to 1``
-  (:func:`gan_lib.divergences.alpha_f_of_log`).
+  (:func:`gan_lib.divergences.alpha_f_parts`).
 
 Every function takes ``reduction`` and per-sample ``weights`` as described in
 :mod:`gan_lib.losses.registry`.
@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gan_lib.divergences.fdiv import alpha_f_of_log
+from gan_lib.divergences import alpha_f_parts
 from gan_lib.divergences.generator import POOLE_NAMES, generator_divergence
 from gan_lib.validation import alpha_number, boolean, one_of
 
@@ -114,8 +114,8 @@ def poole_alpha_generator(d_fake: Tensor, alpha: float, *, reduction: str = "mea
     r"""Alpha-divergence generator loss (Poole et al. 2016 ``GAN-\alpha``).
 
     ``\mathbb{E}_Q[(e^{\alpha V} - 1 - \alpha(e^V - 1)) / (\alpha(\alpha - 1))]``, per sample
-    :func:`gan_lib.divergences.alpha_f_of_log` (the alpha-divergence's ``f`` at ``u = e^V``, exact as
-    ``\alpha \to 0`` and ``\alpha \to 1``). At the optimal
+    :func:`gan_lib.divergences.alpha_f_parts` (the alpha-divergence's ``f`` at ``u = e^V``, exact as
+    ``\alpha \to 0`` and ``\alpha \to 1``; its constant factor is applied after the reduction). At the optimal
     discriminator it equals the alpha-divergence ``\mathbb{E}_Q[f_\alpha(p/q)]``; ``alpha -> 1`` gives
     ``KL(P\|Q)`` and ``alpha -> 0`` gives ``KL(Q\|P)``. Safe logit range (float32/bfloat16), for
     ``B = 70 - \log\max(1, 1/|\alpha-1|, 1/|\alpha(\alpha-1)|)``: ``V \le B/\max(\alpha, 1)`` for
@@ -123,7 +123,8 @@ def poole_alpha_generator(d_fake: Tensor, alpha: float, *, reduction: str = "mea
     e.g. ``\alpha = 0.5``: ``V \le 68.6``; ``\alpha = 2``: ``V \le 35``). Beyond it the loss is
     ``+inf``.
     """
-    return reduce_terms(alpha_f_of_log(d_fake, alpha_number(alpha)), reduction, weights)
+    numerator, factor = alpha_f_parts(d_fake, alpha_number(alpha))  # f = factor * numerator
+    return reduce_terms(numerator, reduction, weights, scale=factor)
 
 
 _RKL_G = r"-\mathbb{E}_Q[v]"
