@@ -206,7 +206,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="restrict to these registered names")
     args = parser.parse_args()
     if min(args.batches) < 2 or args.repeats < 4 or args.calls < 1:
-        parser.error(f"--batches={args.batches} (each >= 2), --repeats={args.repeats} (>= 4), --calls={args.calls} (>= 1)")
+        parser.error(
+            f"--batches={args.batches} (each >= 2), --repeats={args.repeats} (>= 4), --calls={args.calls} (>= 1)"
+        )
     names = losses.names() if args.only is None else args.only
     missing = sorted(set(losses.names()) - set(BARE))
     if missing:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from scipy import special
 
 from gan_lib import losses
+from gan_lib.divergences import get_divergence, variational_bound
 from gan_lib.losses import LossTerms
 
 Array = np.ndarray
@@ -176,7 +177,7 @@ def _fake_and_weight(name: str) -> tuple[Array, Array]:
     return (FAKE_PAIRED, W_FAKE_PAIRED) if name in PAIRED else (FAKE, W_FAKE)
 
 
-def _resolve(w: object, name: str, side: str) -> object:
+def _resolve(w: object, name: str) -> object:
     if w == "W_REAL":
         return W_REAL
     if w == "W_FAKE":
@@ -201,7 +202,7 @@ def _close(got: torch.Tensor, ref: Array | float) -> None:
 def test_discriminator_reductions_against_numpy(name: str, case: str, w_real: object, w_fake: object) -> None:
     loss = losses.get(name)
     fake, _ = _fake_and_weight(name)
-    w_real, w_fake = _resolve(w_real, name, "real"), _resolve(w_fake, name, "fake")
+    w_real, w_fake = _resolve(w_real, name), _resolve(w_fake, name)
     kwargs = {"weights_real": _as_torch(w_real), "weights_fake": _as_torch(w_fake)}
     if name == "rgan":  # one term per pair, weighted by the product of the pair's weights
         w = _np_weight(w_real, REAL.shape) * _np_weight(w_fake, REAL.shape)
@@ -226,12 +227,14 @@ def test_discriminator_reductions_against_numpy(name: str, case: str, w_real: ob
         _close(out, ref[reduction])
 
 
-@pytest.mark.parametrize("case, w_fake", [("none", None), ("array", "W_FAKE"), ("number", -1.5)], ids=["none", "array", "number"])
+@pytest.mark.parametrize(
+    "case, w_fake", [("none", None), ("array", "W_FAKE"), ("number", -1.5)], ids=["none", "array", "number"]
+)
 @pytest.mark.parametrize("name", PER_SAMPLE)
 def test_generator_reductions_against_numpy(name: str, case: str, w_fake: object) -> None:
     loss = losses.get(name)
     fake, _ = _fake_and_weight(name)
-    w = _resolve(w_fake, name, "fake")
+    w = _resolve(w_fake, name)
     per_sample = RGAN_G(fake, REAL) if name == "rgan" else SEPARABLE_G[name](fake)
     terms = _np_weight(w, fake.shape) * per_sample
     d_real = t64(REAL)
@@ -346,9 +349,11 @@ def test_mean_with_weights_follows_torch_binary_cross_entropy() -> None:
     w_real = torch.tensor([1.0, 0.0, 2.0, 0.5], dtype=torch.float64)
     w_fake = torch.tensor([0.0, 3.0, 1.0], dtype=torch.float64)
     loss = losses.get("non_saturating")
+    ones, zeros = torch.ones(4, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    bce = F.binary_cross_entropy_with_logits
     for reduction in ("mean", "sum", "none"):
-        bce_r = F.binary_cross_entropy_with_logits(v_real, torch.ones(4, dtype=torch.float64), weight=w_real, reduction=reduction)
-        bce_f = F.binary_cross_entropy_with_logits(v_fake, torch.zeros(3, dtype=torch.float64), weight=w_fake, reduction=reduction)
+        bce_r = bce(v_real, ones, weight=w_real, reduction=reduction)
+        bce_f = bce(v_fake, zeros, weight=w_fake, reduction=reduction)
         got = loss.discriminator(v_real, v_fake, reduction=reduction, weights_real=w_real, weights_fake=w_fake)
         if reduction == "none":
             torch.testing.assert_close(got.real, bce_r)
@@ -356,7 +361,7 @@ def test_mean_with_weights_follows_torch_binary_cross_entropy() -> None:
         else:
             torch.testing.assert_close(got, bce_r + bce_f)
         g = loss.generator(v_fake, reduction=reduction, weights=w_fake)
-        torch.testing.assert_close(g, F.binary_cross_entropy_with_logits(v_fake, torch.ones(3, dtype=torch.float64), weight=w_fake, reduction=reduction))
+        torch.testing.assert_close(g, bce(v_fake, torch.ones_like(v_fake), weight=w_fake, reduction=reduction))
 
 
 def test_weighted_gradients_against_numpy() -> None:
@@ -380,3 +385,11 @@ def test_weights_are_cast_to_the_loss_dtype() -> None:
     assert float(out) == pytest.approx(float(-(FAKE * mask.numpy()).sum() / FAKE.size), rel=1e-6)
     out_bool = losses.get("hinge").generator(v32, weights=mask, reduction="sum")
     assert float(out_bool) == pytest.approx(float(-FAKE[mask.numpy()].sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n in losses.names() if n.startswith("fgan_")])
+def test_fgan_mean_discriminator_loss_is_minus_the_variational_bound(name: str) -> None:
+    div = name.removeprefix("fgan_")
+    d = get_divergence(div, alpha=_A) if div == "alpha" else get_divergence(div)
+    r, f = t64(REAL), t64(FAKE)
+    assert float(losses.get(name).discriminator(r, f)) == pytest.approx(-float(variational_bound(d, r, f)), abs=1e-14)

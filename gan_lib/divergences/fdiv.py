@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -435,8 +435,9 @@ def _total_variation() -> FDivergence:
 
 
 def alpha_f_parts(l: Tensor, alpha: float) -> tuple[Tensor, float]:
-    r"""``(n, k)`` with ``k * n`` the alpha-divergence's ``f(u) = (u^\alpha - 1 - \alpha(u - 1)) / (\alpha(\alpha - 1))``
-    at ``u = e^l``, elementwise, exact as ``\alpha \to 0`` and as ``\alpha \to 1``.
+    r"""``(n, k)`` with ``k * n`` the alpha-divergence's
+    ``f(u) = (u^\alpha - 1 - \alpha(u - 1)) / (\alpha(\alpha - 1))`` at ``u = e^l``, elementwise, exact as
+    ``\alpha \to 0`` and as ``\alpha \to 1``.
 
     The constant factor ``k`` comes apart so that a mean of ``f`` can apply it once, after the
     reduction (:func:`alpha_f_of_log` multiplies it in). Written as printed, the numerator cancels

@@ -50,7 +50,12 @@ __all__ = [
 
 
 def wgan_discriminator(
-    d_real: Tensor, d_fake: Tensor, *, reduction: str = "mean", weights_real: Weights = None, weights_fake: Weights = None
+    d_real: Tensor,
+    d_fake: Tensor,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
 ) -> Tensor | LossTerms:
     r"""Wasserstein critic loss ``\mathbb{E}_Q[v] - \mathbb{E}_P[v]`` (Arjovsky et al. 2017).
 
@@ -61,7 +66,12 @@ def wgan_discriminator(
 
 
 def hinge_discriminator(
-    d_real: Tensor, d_fake: Tensor, *, reduction: str = "mean", weights_real: Weights = None, weights_fake: Weights = None
+    d_real: Tensor,
+    d_fake: Tensor,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
 ) -> Tensor | LossTerms:
     r"""Hinge critic loss (Lim & Ye 2017).
 

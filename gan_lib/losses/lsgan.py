@@ -51,7 +51,13 @@ def lsgan_discriminator(
     ``D^* = (b\,p + a\,q)/(p + q)``.
     """
     return reduce_real_fake(
-        (d_real - b).square(), (d_fake - a).square(), reduction, weights_real, weights_fake, scale_real=0.5, scale_fake=0.5
+        (d_real - b).square(),
+        (d_fake - a).square(),
+        reduction,
+        weights_real,
+        weights_fake,
+        scale_real=0.5,
+        scale_fake=0.5,
     )
 
 

@@ -23,7 +23,12 @@ BCE_D = r"\mathbb{E}_P[\mathrm{softplus}(-v)] + \mathbb{E}_Q[\mathrm{softplus}(v
 
 
 def bce_discriminator(
-    d_real: Tensor, d_fake: Tensor, *, reduction: str = "mean", weights_real: Weights = None, weights_fake: Weights = None
+    d_real: Tensor,
+    d_fake: Tensor,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
 ) -> Tensor | LossTerms:
     r"""Binary cross-entropy of the discriminator, the negated GAN value function (Goodfellow et al. 2014).
 

@@ -314,7 +314,10 @@ def apply_weights(terms: Tensor, weights: Weights, name: str = "weights", of: st
     if weights is None:
         return terms
     shape = tuple(terms.shape)
-    allowed = f"allowed: None, a real number, or a tensor broadcastable to {shape} (the shape of {of}) without enlarging it"
+    allowed = (
+        f"allowed: None, a real number, or a tensor broadcastable to {shape} (the shape of {of}) "
+        f"without enlarging it"
+    )
     if isinstance(weights, Tensor):
         if weights.is_complex():
             raise TypeError(f"{name} must be real-valued; got dtype {weights.dtype}; {allowed}")
@@ -323,7 +326,10 @@ def apply_weights(terms: Tensor, weights: Weights, name: str = "weights", of: st
         except RuntimeError:
             fits = False
         if not fits:
-            raise ValueError(f"{name} has shape {tuple(weights.shape)}, which does not fit the per-sample loss of shape {shape}; {allowed}")
+            raise ValueError(
+                f"{name} has shape {tuple(weights.shape)}, which does not fit the per-sample loss of "
+                f"shape {shape}; {allowed}"
+            )
         return terms * (weights if weights.dtype == terms.dtype else weights.to(terms.dtype))
     if is_real(weights):
         return terms * float(weights)

@@ -44,7 +44,12 @@ __all__ = ["rgan_discriminator", "rgan_generator", "ragan_discriminator", "ragan
 
 
 def rgan_discriminator(
-    d_real: Tensor, d_fake: Tensor, *, reduction: str = "mean", weights_real: Weights = None, weights_fake: Weights = None
+    d_real: Tensor,
+    d_fake: Tensor,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
 ) -> Tensor:
     r"""Relativistic standard GAN, discriminator (Jolicoeur-Martineau 2019).
 
@@ -74,7 +79,12 @@ def _ragan(first: Tensor, second: Tensor, reduction: str) -> Tensor:
 
 
 def ragan_discriminator(
-    d_real: Tensor, d_fake: Tensor, *, reduction: str = "mean", weights_real: Weights = None, weights_fake: Weights = None
+    d_real: Tensor,
+    d_fake: Tensor,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
 ) -> Tensor:
     r"""Relativistic average GAN, discriminator (Jolicoeur-Martineau 2019).
 
