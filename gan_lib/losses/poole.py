@@ -115,13 +115,13 @@ def poole_alpha_generator(d_fake: Tensor, alpha: float, *, reduction: str = "mea
 
     ``\mathbb{E}_Q[(e^{\alpha V} - 1 - \alpha(e^V - 1)) / (\alpha(\alpha - 1))]``, per sample
     :func:`gan_lib.divergences.alpha_f_parts` (the alpha-divergence's ``f`` at ``u = e^V``, exact as
-    ``\alpha \to 0`` and ``\alpha \to 1``; its constant factor is applied after the reduction). At the optimal
-    discriminator it equals the alpha-divergence ``\mathbb{E}_Q[f_\alpha(p/q)]``; ``alpha -> 1`` gives
+    ``\alpha \to 0`` and ``\alpha \to 1``; its constant factor is applied after the reduction).
+    At the optimal discriminator it equals the alpha-divergence ``\mathbb{E}_Q[f_\alpha(p/q)]``; ``alpha -> 1`` gives
     ``KL(P\|Q)`` and ``alpha -> 0`` gives ``KL(Q\|P)``. Safe logit range (float32/bfloat16), for
     ``B = 70 - \log\max(1, 1/|\alpha-1|, 1/|\alpha(\alpha-1)|)``: ``V \le B/\max(\alpha, 1)`` for
     ``\alpha > 0``; ``B/\alpha \le V \le B`` for ``\alpha < 0`` (see :func:`poole_alpha_safe_range`;
-    e.g. ``\alpha = 0.5``: ``V \le 68.6``; ``\alpha = 2``: ``V \le 35``). Beyond it the loss is
-    ``+inf``.
+    e.g. ``\alpha = 0.5``: ``V \le 68.6``; ``\alpha = 2``: ``V \le 35``). Beyond it the value grows
+    past ``e^{70}`` and overflows to ``+inf`` (never NaN).
     """
     numerator, factor = alpha_f_parts(d_fake, alpha_number(alpha))  # f = factor * numerator
     return reduce_terms(numerator, reduction, weights, scale=factor)
