@@ -192,19 +192,25 @@ def test_cli_exit_code_and_message_for_a_refused_value(tiny_book: Path, tmp_path
     assert "steps=0 is not allowed" in capsys.readouterr().err
 
 
-def test_failed_chapter_keeps_a_failed_copy_and_names_the_cell(tiny_book: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_failed_chapter_keeps_a_failed_copy_and_names_the_cell(tiny_book: Path, jobs: int) -> None:
     with pytest.raises(book.BuildError) as info:
-        book.build_book(tiny_book, profile="smoke", render=False)
+        book.build_book(tiny_book, profile="smoke", render=False, jobs=jobs)
     message = str(info.value)
     executed = tiny_book / "_build" / "executed"
     failed = executed / "02_bad.failed.ipynb"
+    # the good chapter ran to the end, alone or beside the failing one, and is kept for the next build
+    assert message.startswith("chapter(s) failed, the book was not rendered (the other chapters were executed to the end):")
+    assert [(r.chapter, r.ok, r.processes) for r in info.value.results] == [
+        ("/notebooks/01_good", True, jobs), ("/notebooks/02_bad", False, jobs),
+    ]
     assert "02_bad.md failed in cell 4" in message
     assert 'cell 4 starts: raise RuntimeError("deliberate failure in the third cell")' in message
     assert 'the error was raised at line 1: raise RuntimeError("deliberate failure in the third cell")' in message
     assert "RuntimeError: deliberate failure in the third cell" in message
     assert f"the partly executed notebook is kept at {failed}" in message
-    # the good chapter's page and the failed copy, nothing half-written and no temporary file
-    assert sorted(p.name for p in executed.iterdir()) == ["01_good.ipynb", "02_bad.failed.ipynb"]
+    # the good chapter's page and its record, the failed copy, nothing half-written and no temporary file
+    assert sorted(p.name for p in executed.iterdir()) == ["01_good.cache.json", "01_good.ipynb", "02_bad.failed.ipynb"]
     nb = nbformat.read(failed, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert [e.evalue for e in errors] == ["deliberate failure in the third cell"]
@@ -239,7 +245,8 @@ def test_build_executes_with_the_profile_and_writes_a_status_page(tiny_book: Pat
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and 'profile = "smoke"' in injected[0].source
     status = (tiny_book / "_build" / "src" / "book" / "status.md").read_text()
-    assert "A tiny chapter" in status and "`smoke`" in status and "| pass |" in status
+    assert "A tiny chapter" in status and "`smoke`" in status and "| pass | executed (not executed yet) |" in status
+    assert "executed 1 of 1 chapters one after another" in status
 
 
 def test_prepare_injects_the_profile_without_executing(tiny_book: Path, tmp_path: Path) -> None:
@@ -261,7 +268,7 @@ def test_only_reexecutes_the_named_chapters_and_keeps_the_others(tmp_path: Path)
     root = write_book(tmp_path, {"01_good": GOOD, "02_second": SECOND})
     book.build_book(root, profile="smoke", render=False)
     executed = root / "_build" / "executed"
-    before = {p.name: _executed_at(p) for p in executed.iterdir()}
+    before = {p.name: _executed_at(p) for p in executed.glob("*.ipynb")}
     results = book.build_book(root, profile="smoke", only=["01"], render=False)
     assert [(r.chapter, r.ok, r.reused) for r in results] == [
         ("/notebooks/01_good", True, False), ("/notebooks/02_second", True, True),
@@ -309,6 +316,8 @@ def test_only_renders_a_site_with_every_page(tmp_path: Path) -> None:
     assert [(s["chapter"], s["reused"]) for s in status] == [("/notebooks/01_good", False), ("/notebooks/02_second", True)]
     assert stat.S_IMODE((root / "_build" / "status.json").stat().st_mode) == 0o644
     assert not [p.name for p in (root / "_build").iterdir() if p.name.startswith(".")]  # no scratch left
+    stamp = json.loads((root / "_build" / "html" / book.RENDER_STAMP).read_text())  # what the site was made from
+    assert set(stamp) == {"inputs", "rendered"}
 
 
 def test_build_status_json_is_written_only_for_a_rendered_site(tmp_path: Path) -> None:

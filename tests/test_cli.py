@@ -108,11 +108,34 @@ def test_build_without_render_executes_and_reports(tmp_path: Path, capsys) -> No
     assert "01_good.md: ok in" in out and "1 chapter(s) executed" in out and "not rendered (--no-render)" in out
 
 
+def test_a_second_build_reuses_what_did_not_change(tmp_path: Path, capsys) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    assert cli.main(["build", "--profile", "smoke", "--no-render", "--root", str(root)]) == 0
+    capsys.readouterr()
+    assert cli.main(["build", "--profile", "smoke", "--no-render", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "01_good.md: reused (nothing it depends on changed): executed " in out
+    assert "0 chapter(s) executed, 1 reused;" in out
+    assert cli.main(["build", "--profile", "smoke", "--no-render", "--force", "--root", str(root)]) == 0
+    assert "01_good.md: executing (--force)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2", "two"])
+def test_build_refuses_a_bad_number_of_jobs(tmp_path: Path, capsys, jobs: str) -> None:
+    root = write_book(tmp_path, {"01_good": GOOD})
+    with pytest.raises(SystemExit) as info:
+        cli.main(["build", "--jobs", jobs, "--root", str(root)])
+    assert info.value.code == 2
+    assert (f"argument --jobs/-j: --jobs {jobs} is not allowed: expected a whole number of processes >= 1"
+            in capsys.readouterr().err)
+    assert not (root / "_build").exists()
+
+
 def test_build_with_a_failing_chapter_exits_1_and_names_it(tmp_path: Path, capsys) -> None:
     root = write_book(tmp_path, {"01_good": GOOD, "02_bad": BAD})
     assert cli.main(["build", "--profile", "smoke", "--no-render", "--root", str(root)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("ganbook: error: chapter(s) failed, the book was not rendered:")
+    assert err.startswith("ganbook: error: chapter(s) failed, the book was not rendered (the other chapters were executed to the end):")
     assert "02_bad.md failed in cell 4" in err and "02_bad.failed.ipynb" in err
 
 
@@ -311,3 +334,56 @@ def test_a_build_killed_while_rendering_is_swept_and_leaves_status_alone(tmp_pat
     proc = ganbook("build", "--profile", "smoke", "--no-render", "--root", root, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not list(build.glob(".render*")) and not (build / "status.json").exists()
+
+
+def waiting_chapter(name: str) -> str:
+    """A chapter whose kernel writes its pid to ``kernel_<name>.pid`` and creates ``started_<name>``
+    beside it, then waits while ``hold`` exists."""
+    return profile_only_chapter(
+        f"Chapter {name} waits",
+        f'import os, time\nopen("kernel_{name}.pid", "w").write(str(os.getpid()))\nopen("started_{name}", "w").close()\n'
+        'while os.path.exists("hold"):\n    time.sleep(0.05)',
+    )
+
+
+def wait_until_gone(pid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_a_parallel_build_stops_every_chapter_and_leaves_nothing(tmp_path: Path, signum: int) -> None:
+    root = write_book(tmp_path / "book", {"03_hold": waiting_chapter("a"), "04_hold": waiting_chapter("b")})
+    notebooks = root / "notebooks"
+    (notebooks / "hold").touch()
+    proc = start_ganbook("build", "--profile", "smoke", "--no-render", "--jobs", "2", "--root", root, cwd=tmp_path)
+    try:
+        wait_for(notebooks / "started_a", proc)
+        wait_for(notebooks / "started_b", proc)  # both chapters are executing at once
+        kernels = [int((notebooks / f"kernel_{n}.pid").read_text()) for n in "ab"]
+        if signum == signal.SIGINT:  # Ctrl-C: the terminal signals ganbook's whole process group
+            os.killpg(proc.pid, signal.SIGINT)
+        else:  # a service manager signals the ganbook process alone
+            os.kill(proc.pid, signal.SIGTERM)
+        # the workers and the kernels write to ganbook's stderr too: it ends when all of them are gone
+        _, err = proc.communicate(timeout=90)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    expected = {signal.SIGINT: "ganbook: interrupted", signal.SIGTERM: "ganbook: stopped by SIGTERM"}[signum]
+    assert proc.returncode == 128 + signum, err
+    assert err.splitlines()[-1] == expected
+    assert "Traceback" not in err
+    assert all(wait_until_gone(pid) for pid in kernels), "a chapter's kernel is still running"
+    build = root / "_build"
+    # no notebook, no record, no failed copy, no temporary: the chapters were stopped, not failed
+    assert list((build / "executed").iterdir()) == []
+    assert sorted(p.name for p in build.iterdir()) == ["build.lock", "executed"]

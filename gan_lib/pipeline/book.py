@@ -4,12 +4,28 @@ Chapters are jupytext MyST-markdown notebooks ``notebooks/NN_slug.md``. Each has
 tagged ``parameters`` (every knob a reader may change, ``profile`` among them) and a second cell
 tagged ``validate`` that checks them. Two entry points, both exposed by the ``ganbook`` script:
 
-- :func:`build_book` executes every chapter listed in ``_toc.yml`` with a profile into
+- :func:`build_book` executes the chapters listed in ``_toc.yml`` with a profile into
   ``_build/executed/``, stages a copy of the book (``_build/src``) with those notebooks and a status
   page, and renders ``_build/html`` with ``jupyter-book build -W -n --keep-going`` and execution
-  off. With ``only``, the named chapters are executed again and every other chapter's notebook is
-  reused from ``_build/executed/``, so the rendered site keeps all its pages. One build at a time
-  per build folder: a second one is refused while the first holds ``_build/build.lock``.
+  off. One build at a time per build folder: a second one is refused while the first holds
+  ``_build/build.lock``.
+
+  *Only what changed is executed again.* Beside each executed notebook, ``<chapter>.cache.json``
+  records what it was executed from: the chapter's source, its parameters (the profile), every
+  ``.py`` file of :mod:`gan_lib` (the chapters import it; jupyter-cache would not notice a change
+  there), the version of every package installed in the environment and Python's, with the wall
+  time of that execution and when it ran. A chapter whose record matches is reused without starting
+  a kernel; the site is not rendered again either when nothing it is made from changed.
+  ``force`` (``ganbook build --force``) executes and renders everything. With ``only``, the named
+  chapters are executed whatever their records say and every other chapter's notebook is reused as
+  it is, so the rendered site keeps all its pages.
+
+  *Chapters execute in parallel*: ``jobs`` worker processes (default: one per core), each executing
+  one chapter at a time in a kernel limited to one thread (``OMP_NUM_THREADS=1`` and its MKL and
+  OpenBLAS twins, which torch and numpy read). A failing chapter does not stop the others: they
+  run to the end, so every failure is reported. ``jobs=1`` executes the chapters one after another
+  in this process, each kernel with all the threads it wants. Kernels are shut down at once when
+  their notebook is done (the graceful shutdown waited seconds for nothing).
 - :func:`run_chapter` re-executes one chapter with new parameters into ``runs/<chapter>/<params>/``
   (the executed notebook, its HTML page and ``parameters.json``), refusing unknown names and bad
   values before the chapter's real work starts.
@@ -18,8 +34,9 @@ Nothing half-written is left behind: every file is written to a hidden temporary
 process that owns it (``.<name>.ganbook-<pid>-<random>``) and renamed into place when complete, with
 the permissions the process umask gives a new file. Temporaries of an interrupted process are
 removed on the way out; those of a killed one are swept by the next ganbook that finds them, once
-their owner is no longer running. A chapter that fails keeps its partly executed notebook as
-``<chapter>.failed.ipynb`` for inspection.
+their owner is no longer running. An interrupted build (SIGINT, SIGTERM) stops its worker processes,
+waits for them to clean up, and removes what a killed one left. A chapter that fails keeps its
+partly executed notebook as ``<chapter>.failed.ipynb`` for inspection.
 """
 
 from __future__ import annotations
@@ -32,15 +49,18 @@ import logging
 import os
 import platform
 import re
+import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import yaml
 
@@ -61,6 +81,12 @@ __all__ = [
     "execute_chapter",
     "prepare_chapter",
     "build_book",
+    "default_jobs",
+    "library_files",
+    "dependency_versions",
+    "cache_parts",
+    "cache_record_path",
+    "cache_state",
     "render_book",
     "run_chapter",
     "run_folder_name",
@@ -82,7 +108,15 @@ MAX_RUN_NAME = 100
 
 
 class BuildError(RuntimeError):
-    """A chapter could not be executed or the book could not be rendered."""
+    """A chapter could not be executed or the book could not be rendered.
+
+    Raised by :func:`build_book` for failed chapters, it carries every chapter's
+    :class:`ChapterResult` in ``results`` (the passing ones too).
+    """
+
+    def __init__(self, message: str, results: list["ChapterResult"] | None = None) -> None:
+        super().__init__(message)
+        self.results = list(results or [])
 
 
 class Refused(ValueError):
@@ -91,7 +125,16 @@ class Refused(ValueError):
 
 @dataclass(frozen=True)
 class ChapterResult:
-    """How one chapter's execution went (``reused``: taken from an earlier build by ``--only``)."""
+    """How one chapter's execution went.
+
+    ``reused``: its notebook was not executed in this build but taken from an earlier one, because
+    nothing it depends on changed since, or because ``--only`` names other chapters. ``reason``
+    says why it was executed or reused. ``seconds`` is the wall time of the execution the notebook
+    comes from (for a reused one, the original execution's), ``executed`` when that execution
+    ended; ``startup_s`` is its fixed cost before the first cell (kernel start, papermill) and
+    ``shutdown_s`` after the last one (kernel shutdown, the final save); ``processes`` how many
+    chapters were executing at once in that build (1: alone).
+    """
 
     chapter: str
     title: str
@@ -101,6 +144,10 @@ class ChapterResult:
     error: str = ""
     reused: bool = False
     executed: str = ""
+    reason: str = ""
+    startup_s: float = 0.0
+    shutdown_s: float = 0.0
+    processes: int = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,9 +430,16 @@ def check_writable(folder: Path, what: str) -> None:
 
 
 @contextmanager
-def _kernel_options() -> Iterator[tuple[dict[str, Any], Any]]:
+def _kernel_options(env: Mapping[str, str] | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
     """Settings for every kernel ganbook starts (keyword arguments of an nbclient client), and the
     file the kernel's own log goes to.
+
+    - The kernel's environment is this process's with ``env`` on top (e.g. ``MPLBACKEND``, thread
+      limits); this process's own environment is left as it is.
+    - The kernel is shut down at once (``shutdown_kernel="immediate"``) when the client is done
+      with it: every cell's reply is in by then, and a graceful shutdown only waited 1.4-2.6 s for
+      the kernel to tear itself down. On Ctrl-C the exception is already raised in this process,
+      so nothing waits for the kernel's answer either.
 
     - With pyzmq, jupyter_client and a kernelspec that support it, the kernel's TCP channels are
       encrypted with CurveZMQ keys the manager provisions (ipykernel warns on every start about
@@ -403,14 +457,18 @@ def _kernel_options() -> Iterator[tuple[dict[str, Any], Any]]:
     config = Config()
     if "transport_encryption" in AsyncKernelManager.class_trait_names() and zmq.has("curve"):
         config.KernelManager.transport_encryption = "auto"
+    extra = dict(env or {})
     with tempfile.TemporaryFile() as kernel_log:
 
         class LoggedKernelManager(AsyncKernelManager):
             async def start_kernel(self, **kw: Any) -> None:
                 kw.setdefault("stderr", kernel_log)  # passed on to Popen
+                if extra:
+                    kw["env"] = {**kw.get("env", os.environ), **extra}
                 await super().start_kernel(**kw)
 
-        yield {"config": config, "kernel_manager_class": LoggedKernelManager}, kernel_log
+        options = {"config": config, "kernel_manager_class": LoggedKernelManager, "shutdown_kernel": "immediate"}
+        yield options, kernel_log
 
 
 def _log_tail(kernel_log, lines: int = 6) -> str:
@@ -537,6 +595,21 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _kernel_overhead(nb, called: float, returned: float) -> tuple[float, float]:
+    """The fixed cost of one execution, from papermill's per-cell timestamps: seconds from the call
+    to the first cell's start (papermill's setup, kernel start, its ready handshake) and from the
+    last cell's end to the return (kernel shutdown, papermill's final save)."""
+    starts, ends = [], []
+    for cell in nb.cells:
+        stamps = cell.get("metadata", {}).get("papermill", {})
+        if stamps.get("start_time") and stamps.get("end_time"):
+            starts.append(_dt.datetime.fromisoformat(stamps["start_time"]).timestamp())
+            ends.append(_dt.datetime.fromisoformat(stamps["end_time"]).timestamp())
+    if not starts:
+        return 0.0, 0.0
+    return max(0.0, min(starts) - called), max(0.0, returned - max(ends))
+
+
 def execute_chapter(
     source: Path,
     output: Path,
@@ -545,6 +618,7 @@ def execute_chapter(
     cwd: Path | None = None,
     progress: bool = False,
     hide_injected: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> float:
     """Execute ``source`` with ``parameters`` into ``output`` (written to a temp file, then renamed).
 
@@ -552,7 +626,10 @@ def execute_chapter(
     executed notebook is kept at :func:`failed_copy` of ``output`` and a :class:`BuildError`
     names the chapter, the failing cell (index, first line) and the error. ``hide_injected``
     (for the book) hides papermill's injected cell and shows the values in the chapter's own
-    parameters cell instead.
+    parameters cell instead. ``env`` is added to the kernel's environment (the inline figure
+    backend always is). The notebook's ``ganbook`` metadata records the parameters, the wall
+    time, when it ended, the source's sha256 and the fixed cost before the first cell
+    (``startup_s``) and after the last (``shutdown_s``).
     """
     import nbformat
     import papermill as pm
@@ -570,13 +647,12 @@ def execute_chapter(
     tmp_out: Path | None = None
     kernel_tail = ""
     start = time.perf_counter()
-    saved_backend = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND  # the kernel inherits the environment
     try:
-        with _kernel_options() as (options, kernel_log):
+        with _kernel_options({"MPLBACKEND": INLINE_BACKEND, **(env or {})}) as (options, kernel_log):
             tmp_in = _temp_file(output.parent, source.stem, ".ipynb")
             tmp_out = _temp_file(output.parent, source.stem, ".ipynb")
             nbformat.write(prepared, tmp_in)
+            called = time.time()
             try:
                 pm.execute_notebook(
                     str(tmp_in),
@@ -593,15 +669,19 @@ def execute_chapter(
             except Exception:  # a dead or missing kernel: its log says why
                 kernel_tail = _log_tail(kernel_log)
                 raise
+            returned = time.time()
         seconds = time.perf_counter() - start
         # Record the run in the notebook so the HTML page and the status page can show it.
         done = nbformat.read(tmp_out, as_version=4)
+        startup, shutdown = _kernel_overhead(done, called, returned)
         done.metadata.setdefault("papermill", {}).update(input_path=str(source), output_path=str(output))
         done.metadata["ganbook"] = {
             "parameters": dict(parameters),
             "seconds": round(seconds, 2),
             "executed": _now(),
             "source_sha256": _sha256(source),
+            "startup_s": round(startup, 2),
+            "shutdown_s": round(shutdown, 2),
         }
         if hide_injected:  # the page shows the values in the chapter's own cell
             for cell in done.cells:
@@ -626,10 +706,6 @@ def execute_chapter(
             message += f"\n    the partly executed notebook is kept at {kept}"
         raise BuildError(message) from err
     finally:
-        if saved_backend is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = saved_backend
         for tmp in (tmp_in, tmp_out):
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
@@ -653,47 +729,436 @@ def prepare_chapter(source: Path, output: Path, parameters: Mapping[str, Any]) -
 
 
 # --------------------------------------------------------------------------------------------
+# What an executed chapter depends on: the build cache
+# --------------------------------------------------------------------------------------------
+
+#: Raised when the meaning of a record changes, so that records of an older ganbook are not trusted.
+CACHE_FORMAT = 1
+#: The thread limits of a kernel that shares the machine with other chapters' kernels: OpenMP's
+#: (torch's intra-op pool and numpy's OpenBLAS read it), MKL's and OpenBLAS's own.
+THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+#: The library every chapter imports, the package folder of ``gan_lib`` (this file is
+#: ``gan_lib/pipeline/book.py``).
+LIBRARY = Path(__file__).resolve().parents[1]
+#: The file in a rendered site that says what it was rendered from.
+RENDER_STAMP = ".ganbook-render.json"
+
+
+def default_jobs() -> int:
+    """The number of cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity mask on this OS
+        return max(1, os.cpu_count() or 1)
+
+
+def library_files(root: Path = LIBRARY) -> dict[str, str]:
+    """The sha256 of every ``.py`` file under ``root`` (default: the ``gan_lib`` package), by its
+    path relative to ``root``. Every file counts, the pipeline's too: a chapter imports the
+    package, so no part of it can be declared unable to change a chapter's output."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BuildError(f"the library folder {root} does not exist; expected the folder of the gan_lib package")
+    return {path.relative_to(root).as_posix(): _sha256(path) for path in sorted(root.rglob("*.py")) if path.is_file()}
+
+
+def dependency_versions() -> dict[str, str]:
+    """The version of every distribution installed in this Python environment (what ``pip freeze``
+    lists), by its normalised name, and Python's own version under ``python``.
+
+    The kernels run this environment's Python (the ``python3`` kernelspec of ipykernel), so these
+    are the versions the chapters import.
+    """
+    import importlib.metadata
+
+    versions: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():  # in sys.path order: the first one found is imported
+        name = dist.metadata["Name"]
+        if name:
+            versions.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
+    versions["python"] = f"{platform.python_implementation()} {platform.python_version()}"
+    return dict(sorted(versions.items()))
+
+
+def cache_parts(
+    chapter: Path, parameters: Mapping[str, Any], library: Mapping[str, str], dependencies: Mapping[str, str]
+) -> dict[str, Any]:
+    """Everything an executed chapter depends on, as its record keeps it: the sha256 of its source,
+    its parameters (the profile among them), the files of the library (:func:`library_files`),
+    the installed versions (:func:`dependency_versions`), the kernel and the record format."""
+    return {
+        "format": CACHE_FORMAT,
+        "kernel": KERNEL,
+        "source_sha256": _sha256(chapter),
+        "parameters": json.loads(_canonical(parameters)),
+        "library": dict(sorted(library.items())),
+        "dependencies": dict(sorted(dependencies.items())),
+    }
+
+
+def _cache_key(parts: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def cache_record_path(notebook: Path) -> Path:
+    """Where the record of what ``<chapter>.ipynb`` was executed from is kept: ``<chapter>.cache.json``
+    beside it."""
+    notebook = Path(notebook)
+    return notebook.with_name(f"{notebook.stem}.cache.json")
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any], *, values: bool, most: int = 4) -> str:
+    """What differs between two name -> value tables, e.g. ``torch 2.13.0 -> 2.14.0, pandas added``."""
+    names = sorted(set(old) | set(new))
+    parts = []
+    for name in names:
+        if name not in old:
+            parts.append(f"{name} added" if values else f"{name} (new)")
+        elif name not in new:
+            parts.append(f"{name} removed" if values else f"{name} (removed)")
+        elif old[name] != new[name]:
+            parts.append(f"{name} {old[name]} -> {new[name]}" if values else name)
+    if len(parts) > most:
+        parts[most:] = [f"and {len(parts) - most} more"]
+    return ", ".join(parts)
+
+
+def _what_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    if old.get("format") != new["format"]:
+        return "its record was written by another version of ganbook"
+    reasons = []
+    if old.get("source_sha256") != new["source_sha256"]:
+        reasons.append("its source changed")
+    if old.get("parameters") != new["parameters"]:
+        before, after = old.get("parameters") or {}, new["parameters"]
+        changed = []
+        for name in sorted(set(before) | set(after)):
+            if name not in after:
+                changed.append(f"{name} no longer set")
+            elif name not in before:
+                changed.append(f"{name} set to {after[name]!r}")
+            elif before[name] != after[name]:
+                changed.append(f"{name} {before[name]!r} -> {after[name]!r}")
+        reasons.append("parameters changed: " + ", ".join(changed))
+    if old.get("library") != new["library"]:
+        reasons.append("gan_lib changed: " + _changes(old.get("library") or {}, new["library"], values=False))
+    if old.get("dependencies") != new["dependencies"]:
+        reasons.append("package versions changed: " + _changes(old.get("dependencies") or {}, new["dependencies"], values=True))
+    if old.get("kernel") != new["kernel"]:
+        reasons.append(f"kernel {old.get('kernel')!r} -> {new['kernel']!r}")
+    return "; ".join(reasons) or "its record does not match what it depends on now"
+
+
+def cache_state(notebook: Path, parts: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """Whether the executed ``notebook`` may be reused for ``parts`` (:func:`cache_parts`): its
+    record when it may, else None, and in words why it may not (``"its source changed"``,
+    ``"package versions changed: torch 2.13.0 -> 2.14.0"``, ...).
+
+    The record names the sha256 of the notebook it describes, so a notebook replaced after its
+    record was written (a build killed between the two) is not mistaken for the recorded one.
+    """
+    notebook = Path(notebook)
+    record_path = cache_record_path(notebook)
+    if not notebook.is_file():
+        return None, "not executed yet"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"there is no record of what it was executed from ({record_path.name})"
+    except (OSError, ValueError) as err:
+        return None, f"its record {record_path.name} cannot be read ({err})"
+    if not isinstance(record, dict) or record.get("notebook_sha256") != _sha256(notebook):
+        return None, f"its record {record_path.name} describes another execution than the notebook kept"
+    if record.get("key") != _cache_key(parts):
+        return None, _what_changed(record.get("parts") or {}, parts)
+    return record, ""
+
+
+def _write_record(notebook: Path, parts: Mapping[str, Any], meta: Mapping[str, Any], processes: int) -> None:
+    record = {
+        "chapter": notebook.stem,
+        "key": _cache_key(parts),
+        "notebook_sha256": _sha256(notebook),
+        "executed": meta["executed"],
+        "seconds": meta["seconds"],
+        "startup_s": meta.get("startup_s", 0.0),
+        "shutdown_s": meta.get("shutdown_s", 0.0),
+        "processes": processes,
+        "parts": parts,
+    }
+    _write_atomic(cache_record_path(notebook), json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def _expected_seconds(notebook: Path) -> float:
+    """How long ``notebook`` took when it was last executed (its record, else its metadata), to
+    start the longest chapters first; infinity when unknown, so a new chapter starts first."""
+    for read in (
+        lambda: json.loads(cache_record_path(notebook).read_text(encoding="utf-8"))["seconds"],
+        lambda: json.loads(notebook.read_text(encoding="utf-8"))["metadata"]["ganbook"]["seconds"],
+    ):
+        try:
+            return float(read())
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return float("inf")
+
+
+# --------------------------------------------------------------------------------------------
+# Executing chapters in parallel: worker processes
+# --------------------------------------------------------------------------------------------
+
+
+def _execute_task(task: Mapping[str, Any]) -> dict[str, Any]:
+    """Execute one chapter of a build and write the record of what it was executed from; return
+    what :func:`build_book` needs to know, as JSON values. Runs in the build's own process
+    (``jobs=1``) and in worker processes alike."""
+    import nbformat
+
+    source, target = Path(task["source"]), Path(task["target"])
+    start = time.perf_counter()
+    try:
+        execute_chapter(
+            source, target, task["parameters"], cwd=source.parent, progress=task.get("progress", False),
+            hide_injected=True, env=task.get("env"),
+        )
+    except BuildError as err:
+        return {"ok": False, "error": str(err), "seconds": time.perf_counter() - start}
+    meta = nbformat.read(target, as_version=4).metadata["ganbook"]
+    _write_record(target, task["parts"], meta, task.get("processes", 1))
+    return {
+        "ok": True, "seconds": meta["seconds"], "executed": meta["executed"],
+        "startup_s": meta["startup_s"], "shutdown_s": meta["shutdown_s"],
+    }
+
+
+#: How a worker process starts: deaf to SIGINT and SIGTERM until :func:`_worker_main` has installed
+#: its own handlers (a Ctrl-C during its imports would print a traceback); a build that is stopped
+#: sends a worker no task before it said it is ready, so a signal it missed then loses nothing.
+_WORKER_CODE = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "from gan_lib.pipeline.book import _worker_main; _worker_main()"
+)
+
+
+def _worker_main() -> None:
+    """A build's worker process: executes the chapters the build sends it, one JSON task a line on
+    stdin, answering each with one JSON line (:func:`_execute_task`); its first line says it is ready.
+
+    The answers go to the original stdout; anything else written there (by a library, or by a
+    kernel, which inherits it) goes to stderr instead. The first SIGINT or SIGTERM stops the
+    chapter being executed as Ctrl-C stops ``ganbook run`` (temporaries removed, kernel shut
+    down) and ends the process with status 130 or 143; later ones are ignored, so that they cannot
+    cut that clean-up short.
+    """
+    answers = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    stopping: list[int] = []
+
+    def stop(signum: int, frame) -> None:
+        if stopping:
+            return
+        stopping.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    logging.basicConfig(level=logging.WARNING, format="[ganbook] %(message)s")
+    try:
+        import jupytext  # noqa: F401  (imported before the first chapter's clock starts)
+        import nbformat  # noqa: F401
+        import papermill  # noqa: F401
+
+        answers.write(json.dumps({"ready": os.getpid()}) + "\n")
+        for line in sys.stdin:
+            answers.write(json.dumps(_execute_task(json.loads(line))) + "\n")
+    except KeyboardInterrupt:
+        raise SystemExit(128 + signal.SIGINT) from None
+    except BrokenPipeError:  # the build is gone; the chapter's files are complete, nobody is waiting
+        os._exit(1)
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen
+    task: dict[str, Any] | None = None
+    ready: bool = False
+    since: float = field(default_factory=time.perf_counter)
+
+
+def _start_worker() -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, encoding="utf-8", bufsize=1,
+    )
+
+
+def _run_in_workers(
+    tasks: list[dict[str, Any]],
+    jobs: int,
+    started: Callable[[dict[str, Any]], None],
+    finished: Callable[[dict[str, Any], dict[str, Any]], None],
+) -> None:
+    """Execute ``tasks`` in ``jobs`` worker processes, each taking the next task when it is done
+    with one, in the order given; ``started(task)`` and ``finished(task, answer)`` report each.
+
+    A worker that dies (killed, out of memory) fails its chapter and another worker takes over the
+    rest. Whatever stops this (Ctrl-C, SIGTERM, an error), the workers are stopped first.
+    """
+    pending = deque(tasks)
+    workers: list[_Worker] = []
+    chooser = selectors.DefaultSelector()
+
+    def spawn() -> None:
+        worker = _Worker(_start_worker())
+        workers.append(worker)
+        chooser.register(worker.proc.stdout, selectors.EVENT_READ, worker)
+
+    def retire(worker: _Worker) -> int:
+        chooser.unregister(worker.proc.stdout)
+        workers.remove(worker)
+        try:
+            worker.proc.stdin.close()
+        except OSError:  # it is gone already
+            pass
+        code = worker.proc.wait()
+        worker.proc.stdout.close()
+        return code
+
+    try:
+        for _ in range(min(jobs, len(pending))):
+            spawn()
+        while workers:
+            for key, _ in chooser.select(timeout=1.0):
+                worker: _Worker = key.data
+                line = worker.proc.stdout.readline()
+                if not line:
+                    task, pid, ready = worker.task, worker.proc.pid, worker.ready
+                    code = retire(worker)
+                    if not ready:
+                        raise BuildError(
+                            f"a worker process (pid {pid}) ended with exit status {code} before it could execute "
+                            f"anything; see its messages above, or build with --jobs 1"
+                        )
+                    if task is not None:
+                        finished(task, {
+                            "ok": False, "seconds": time.perf_counter() - worker.since,
+                            "error": f"{Path(task['source']).name} could not be executed: its worker process "
+                            f"(pid {pid}) ended with exit status {code}",
+                        })
+                    if pending and len(workers) < jobs:
+                        spawn()
+                    continue
+                answer = json.loads(line)
+                worker.ready = True
+                if worker.task is not None:
+                    task, worker.task = worker.task, None
+                    finished(task, answer)
+                if pending:
+                    worker.task, worker.since = pending.popleft(), time.perf_counter()
+                    started(worker.task)
+                    worker.proc.stdin.write(json.dumps(worker.task) + "\n")
+                    worker.proc.stdin.flush()
+                else:
+                    retire(worker)
+    except BaseException:
+        _stop_workers(workers)
+        raise
+    finally:
+        chooser.close()
+
+
+def _stop_workers(workers: list[_Worker], grace: float = 30.0) -> None:
+    """Stop the workers of a build that is being stopped: no more tasks (stdin closed), SIGTERM to
+    each one executing a chapter (one already stopping on the terminal's SIGINT ignores it), then
+    wait for them to clean up. One still running after ``grace`` seconds is killed; the build
+    sweeps what it left."""
+    for worker in workers:
+        try:
+            worker.proc.stdin.close()
+        except OSError:
+            pass
+        if worker.task is not None and worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    try:
+        for worker in workers:
+            try:
+                worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    finally:  # also when a second Ctrl-C cuts the wait short
+        for worker in workers:
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+                worker.proc.wait()
+            worker.proc.stdout.close()
+
+
+# --------------------------------------------------------------------------------------------
 # The whole book
 # --------------------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(terse=True),
-        "cpus": str(os.cpu_count()),
-    }
+def _when(stamp: str) -> str:
+    """An ISO time stamp as ``2026-01-31 14:05 UTC``."""
+    try:
+        return _dt.datetime.fromisoformat(stamp).astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError):
+        return stamp or "earlier"
 
 
-def _status_page(results: list[ChapterResult], profile: str, total: float) -> str:
-    v = _versions()
+def _in_this_build(r: ChapterResult) -> str:
+    """What the build did with a chapter, for its line on the terminal and its status row."""
+    alongside = f", one of {r.processes} executing at once" if r.processes > 1 else ""
+    if r.reused:
+        return f"reused ({r.reason}): executed {_when(r.executed)}{alongside}"
+    return f"executed ({r.reason}){alongside}"
+
+
+def _status_page(
+    results: list[ChapterResult], profile: str, wall: float, processes: int, dependencies: Mapping[str, str]
+) -> str:
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-    def outcome(r: ChapterResult) -> str:
-        if not r.ok:
-            return "FAIL"
-        return f"pass (reused from the build of {r.executed})" if r.reused else "pass"
-
+    ran = [r for r in results if not r.reused]
     rows = "\n".join(
-        f"| {{doc}}`{r.title} <{r.chapter}>` | `{r.profile}` | {r.seconds:.1f} | {outcome(r)} |" for r in results
+        f"| {{doc}}`{r.title} <{r.chapter}>` | `{r.profile}` | {r.seconds:.1f} | {'pass' if r.ok else 'FAIL'} | "
+        f"{_in_this_build(r)} |"
+        for r in results
     )
+    if not ran:
+        how = "No chapter was executed in this build: nothing any of them depends on changed since it was executed."
+    elif processes > 1:
+        how = (
+            f"This build executed {len(ran)} of {len(results)} chapters in parallel, in {processes} processes of one "
+            f"thread each (`OMP_NUM_THREADS=1`), so their wall times overlap: they add up to "
+            f"{sum(r.seconds for r in ran):.1f} s, while the build took {wall:.1f} s of wall time before rendering."
+        )
+    else:
+        how = (
+            f"This build executed {len(ran)} of {len(results)} chapters one after another; it took {wall:.1f} s of "
+            f"wall time before rendering."
+        )
     return f"""# Build status
 
 This page is written by `ganbook build` every time the book is built: each chapter below was
 executed from its source by papermill with the profile shown before the book was rendered, in this
-build or, where it says *reused*, in an earlier one (`ganbook build --only` executes only the
-chapters it names). If any chapter fails, the book is not rendered, so a rendered book only ever
-shows passing chapters.
+build or, where it says *reused*, in an earlier one. A chapter is executed again only when
+something it depends on changed since: its source, its parameters and profile, a Python file of
+`gan_lib`, or the version of an installed package (`ganbook build --force` executes every chapter;
+`ganbook build --only` executes the chapters it names). If any chapter fails, the book is not
+rendered, so a rendered book only ever shows passing chapters.
 
-| Chapter | Profile | Wall time (s) | Result |
-|:--|:--|--:|:--|
+| Chapter | Profile | Wall time (s) | Result | In this build |
+|:--|:--|--:|:--|:--|
 {rows}
 
-Total execution time in this build: {total:.1f} s with profile `{profile}`, built {when} on
-{v['platform']} ({v['cpus']} CPUs) with Python {v['python']} and torch {v['torch']}.
+Each wall time is the chapter's own execution, from starting its kernel to shutting it down; a
+reused chapter shows the time of the execution it was reused from. {how}
+
+Built {when} with profile `{profile}` on {platform.platform(terse=True)} ({default_jobs()} CPUs) with
+Python {platform.python_version()} and torch {dependencies.get('torch', 'not installed')}.
 """
 
 
@@ -747,9 +1212,10 @@ def _select(chapters: list[Path], only: Iterable[str] | None) -> list[Path]:
     return [c for c in chapters if c.stem in wanted or c.stem.split("_")[0] in wanted]
 
 
-def _reused(chapter: Path, executed: Path, profile: str, selected: list[Path]) -> ChapterResult:
+def _reused(chapter: Path, executed: Path, profile: str, selected: list[Path], parts: Mapping[str, Any]) -> ChapterResult:
     """The result of a chapter that ``--only`` does not execute, from its notebook of an earlier
-    build; refused if there is none or it was executed with another profile."""
+    build; refused if there is none or it was executed with another profile, and a warning if
+    something it depends on changed since."""
     import nbformat
 
     names = ", ".join(c.stem for c in selected)
@@ -765,16 +1231,51 @@ def _reused(chapter: Path, executed: Path, profile: str, selected: list[Path]) -
             f"{lead} {chapter.stem} was last executed with profile {used!r}, not {profile!r}; "
             f"run a full `ganbook build --profile {profile}` or name it in --only too"
         )
-    if meta.get("source_sha256") != _sha256(chapter):
+    reason = "not named by --only"
+    record, why = cache_state(executed, parts)
+    if record is None:
         log.warning(
-            "%s is reused as executed %s, but its source has changed since; name it in --only to execute it again",
-            chapter.name, meta.get("executed", "earlier"),
+            "%s is reused as executed %s although %s; name it in --only to execute it again",
+            chapter.name, meta.get("executed", "earlier"), why,
         )
+        reason += f", although {why}"
     title = chapter_title(read_chapter(chapter))
     return ChapterResult(
         f"/notebooks/{chapter.stem}", title, profile, True, float(meta.get("seconds", 0.0)),
-        reused=True, executed=str(meta.get("executed", "")),
+        reused=True, executed=str(meta.get("executed", "")), reason=reason,
+        startup_s=float(meta.get("startup_s", 0.0)), shutdown_s=float(meta.get("shutdown_s", 0.0)),
+        processes=int((record or {}).get("processes", 1)),
     )
+
+
+def _from_record(chapter: Path, title: str, profile: str, record: Mapping[str, Any]) -> ChapterResult:
+    return ChapterResult(
+        f"/notebooks/{chapter.stem}", title, profile, True, float(record["seconds"]),
+        reused=True, executed=str(record["executed"]), reason="nothing it depends on changed",
+        startup_s=float(record.get("startup_s", 0.0)), shutdown_s=float(record.get("shutdown_s", 0.0)),
+        processes=int(record.get("processes", 1)),
+    )
+
+
+def _render_inputs(src: Path, library: Mapping[str, str], dependencies: Mapping[str, str]) -> str:
+    """The sha256 of what a site is rendered from: every staged file but the status page (which
+    changes with every build), the library (the Sphinx extension is in it) and the installed
+    versions (jupyter-book, Sphinx, the theme)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        name = path.relative_to(src).as_posix()
+        if name != "book/status.md":
+            digest.update(name.encode() + b"\0" + bytes.fromhex(_sha256(path)))
+    digest.update(json.dumps([dict(library), dict(dependencies)], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _rendered_from(site: Path) -> dict[str, Any]:
+    try:
+        stamp = json.loads((site / RENDER_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) and (site / "index.html").is_file() else {}
 
 
 def build_book(
@@ -785,61 +1286,124 @@ def build_book(
     only: Iterable[str] | None = None,
     render: bool = True,
     progress: bool = False,
+    jobs: int | None = None,
+    force: bool = False,
+    library: Path | None = None,
+    dependencies: Callable[[], Mapping[str, str]] | None = None,
 ) -> list[ChapterResult]:
-    """Execute every chapter of ``root/_toc.yml`` with ``profile`` and render the book.
+    """Execute the chapters of ``root/_toc.yml`` that changed with ``profile`` and render the book.
 
-    Executed notebooks are kept in ``out/_build/executed`` (``out`` defaults to ``root``); the
-    staged source tree is ``out/_build/src`` and the site ``out/_build/html``, described by
-    ``out/_build/status.json`` (written only when a site was rendered). With ``only``, the named
-    chapters are executed and the others reused from ``_build/executed`` (refused if one was never
-    executed there, or with another profile). Raises :class:`BuildError` naming every failed
-    chapter, its cell and where its partly executed notebook is kept.
+    Executed notebooks are kept in ``out/_build/executed`` (``out`` defaults to ``root``), each with
+    its record ``<chapter>.cache.json``; a chapter whose record matches what it depends on now
+    (:func:`cache_parts`: its source, the parameters, the ``.py`` files under ``library``, default
+    the ``gan_lib`` package, and the versions ``dependencies()`` returns, default
+    :func:`dependency_versions`) is reused without starting a kernel. ``force`` executes every
+    chapter and renders the site even if nothing changed. With ``only``, the named chapters are
+    executed whatever their records say and the others reused from ``_build/executed`` (refused if
+    one was never executed there, or with another profile).
+
+    ``jobs`` chapters execute at once (default :func:`default_jobs`), each in a worker process
+    whose kernel has one thread (:data:`THREAD_LIMITS`); with ``jobs=1``, or when only one chapter
+    needs executing, they execute one after another in this process with the machine's threads.
+    A failing chapter does not stop the others, which run to the end.
+
+    The staged source tree is ``out/_build/src`` and the site ``out/_build/html``, described by
+    ``out/_build/status.json`` (written only when a site was rendered). The site is not rendered
+    again when it was rendered from the same staged files, library and versions. Raises
+    :class:`BuildError` naming every failed chapter, its cell and where its partly executed notebook
+    is kept, with every chapter's result in its ``results``.
     """
-    import nbformat
-
     from gan_lib.pipeline.params import PROFILES
 
     if profile not in PROFILES:
         raise Refused(f"profile={profile!r} is not allowed: expected one of {', '.join(PROFILES)}")
+    if jobs is None:
+        jobs = default_jobs()
+    elif isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise Refused(f"jobs={jobs!r} is not allowed: expected an integer >= 1 (1 executes the chapters one after another)")
     root = Path(root).resolve()
     out = Path(out or root).resolve()
     chapters = toc_chapters(root)
     selected = _select(chapters, only)
     build = out / "_build"
     with _build_lock(build):
+        t0 = time.perf_counter()
         sweep_stale(build, legacy=True)
         executed = build / "executed"
         executed.mkdir(exist_ok=True)
         sweep_stale(executed)
-        reused = {c: _reused(c, executed / f"{c.stem}.ipynb", profile, selected) for c in chapters if c not in selected}
+        lib = library_files(LIBRARY if library is None else library)
+        deps = {str(name): str(version) for name, version in (dependencies or dependency_versions)().items()}
+        parameters = {"profile": profile}
 
-        results: list[ChapterResult] = []
-        failures: list[str] = []
-        t0 = time.perf_counter()
+        results: dict[Path, ChapterResult] = {}
+        tasks: list[dict[str, Any]] = []
         for chapter in chapters:
-            if chapter in reused:
-                results.append(reused[chapter])
-                print(f"[ganbook] {chapter.name}: reused from the build of {reused[chapter].executed}", flush=True)
+            target = executed / f"{chapter.stem}.ipynb"
+            parts = cache_parts(chapter, parameters, lib, deps)
+            if chapter not in selected:
+                results[chapter] = _reused(chapter, target, profile, selected, parts)
                 continue
             title = chapter_title(read_chapter(chapter))
-            target = executed / f"{chapter.stem}.ipynb"
-            log.info("executing %s with profile %s", chapter.name, profile)
-            start = time.perf_counter()
-            try:
-                seconds = execute_chapter(
-                    chapter, target, {"profile": profile}, cwd=chapter.parent, progress=progress, hide_injected=True
-                )
-                when = nbformat.read(target, as_version=4).metadata["ganbook"]["executed"]
-                results.append(ChapterResult(f"/notebooks/{chapter.stem}", title, profile, True, seconds, executed=when))
-            except BuildError as err:
-                failures.append(str(err))
-                results.append(ChapterResult(
-                    f"/notebooks/{chapter.stem}", title, profile, False, time.perf_counter() - start, str(err)
-                ))
-            print(f"[ganbook] {chapter.name}: {'ok' if results[-1].ok else 'FAILED'} in {results[-1].seconds:.1f} s", flush=True)
-        total = time.perf_counter() - t0
+            if only:
+                why = "named by --only"
+            elif force:
+                why = "--force"
+            else:
+                record, why = cache_state(target, parts)
+                if record is not None:
+                    results[chapter] = _from_record(chapter, title, profile, record)
+                    continue
+            tasks.append({
+                "source": str(chapter), "target": str(target), "parameters": parameters, "parts": parts,
+                "title": title, "why": why, "progress": progress, "expected": _expected_seconds(target),
+            })
+        for chapter in chapters:
+            if chapter in results:
+                r = results[chapter]
+                print(f"[ganbook] {chapter.name}: {_in_this_build(r)}, in {r.seconds:.1f} s", flush=True)
+
+        processes = min(jobs, len(tasks))
+        if processes > 1:
+            tasks.sort(key=lambda task: -task["expected"])  # the longest first, so the last to end ends soonest
+        for task in tasks:
+            task["processes"] = processes
+            if processes > 1:
+                task["env"] = dict(THREAD_LIMITS)
+                task["progress"] = False  # the bars of chapters executing at once would overwrite each other
+
+        def started(task: dict[str, Any]) -> None:
+            print(f"[ganbook] {Path(task['source']).name}: executing ({task['why']})", flush=True)
+
+        def finished(task: dict[str, Any], answer: dict[str, Any]) -> None:
+            chapter = Path(task["source"])
+            results[chapter] = ChapterResult(
+                f"/notebooks/{chapter.stem}", task["title"], profile, bool(answer["ok"]), float(answer["seconds"]),
+                error=answer.get("error", ""), executed=answer.get("executed", ""), reason=task["why"],
+                startup_s=float(answer.get("startup_s", 0.0)), shutdown_s=float(answer.get("shutdown_s", 0.0)),
+                processes=processes,
+            )
+            print(f"[ganbook] {chapter.name}: {'ok' if answer['ok'] else 'FAILED'} in {answer['seconds']:.1f} s", flush=True)
+
+        if processes > 1:
+            print(f"[ganbook] executing {len(tasks)} chapters in {processes} processes of one thread each", flush=True)
+        try:
+            if processes > 1:
+                _run_in_workers(tasks, processes, started, finished)
+            else:
+                for task in tasks:
+                    started(task)
+                    finished(task, _execute_task(task))
+        finally:
+            sweep_stale(executed)  # what a worker that had to be killed left
+        ordered = [results[c] for c in chapters]
+        wall = time.perf_counter() - t0
+        failures = [r.error for r in ordered if not r.ok]
         if failures:
-            raise BuildError("chapter(s) failed, the book was not rendered:\n  " + "\n  ".join(failures))
+            others = " (the other chapters were executed to the end)" if len(tasks) > 1 else ""
+            raise BuildError(
+                f"chapter(s) failed, the book was not rendered{others}:\n  " + "\n  ".join(failures), ordered
+            )
 
         src = build / "src"
         if src.exists():
@@ -851,19 +1415,31 @@ def build_book(
         (src / "notebooks").mkdir()
         for chapter in chapters:
             shutil.copy2(executed / f"{chapter.stem}.ipynb", src / "notebooks" / f"{chapter.stem}.ipynb")
-        _write_atomic(src / "book" / "status.md", _status_page(results, profile, total))
+        _write_atomic(src / "book" / "status.md", _status_page(ordered, profile, wall, processes, deps))
         if render:
-            render_book(src, out)
-            _write_atomic(build / "status.json", json.dumps([asdict(r) for r in results], indent=2))
-    return results
+            inputs = _render_inputs(src, lib, deps)
+            site = build / "html"
+            earlier = _rendered_from(site)
+            if not force and earlier.get("inputs") == inputs:
+                print(
+                    f"[ganbook] the site was rendered {earlier.get('rendered', 'earlier')} from the same notebooks, "
+                    f"book files, library and packages: kept as it is (--force renders it again)",
+                    flush=True,
+                )
+            else:
+                render_book(src, out, stamp={"inputs": inputs, "rendered": _now()})
+                _write_atomic(build / "status.json", json.dumps([asdict(r) for r in ordered], indent=2))
+    return ordered
 
 
-def render_book(src: Path, out: Path) -> Path:
+def render_book(src: Path, out: Path, *, stamp: Mapping[str, Any] | None = None) -> Path:
     """Render the staged tree ``src`` with ``jupyter-book build -W -n --keep-going`` and return the
     site, ``out/_build/html``.
 
     The site is rendered into a scratch folder first and moved into place only when the build
-    succeeded, so a failed render never leaves a mix of new and old pages.
+    succeeded, so a failed render never leaves a mix of new and old pages. ``stamp`` (what the site
+    is rendered from) is written into the site as :data:`RENDER_STAMP` before it moves into place,
+    so a site and its stamp are replaced together.
     """
     build = Path(out) / "_build"
     scratch = _temp_dir(build, "render")
@@ -881,6 +1457,8 @@ def render_book(src: Path, out: Path) -> Path:
             raise BuildError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
         if not (built / "index.html").is_file():
             raise BuildError(f"jupyter-book reported success but {built / 'index.html'} is missing")
+        if stamp is not None:
+            _write_atomic(built / RENDER_STAMP, json.dumps(dict(stamp), indent=1) + "\n")
         site = build / "html"
         if site.exists():
             site.rename(old)

@@ -1,7 +1,9 @@
 """The ``ganbook`` command.
 
-    ganbook build [--profile cpu] [--only 01 ...]    execute every chapter, then render _build/html
-                                                     (--only: execute these, reuse the others)
+    ganbook build [--profile cpu] [--only 01 ...] [--jobs N] [--force]
+                                                     execute the chapters that changed, in parallel,
+                                                     then render _build/html (--only: execute these,
+                                                     reuse the others; --force: execute everything)
     ganbook run notebooks/01_gan_game.md -p steps 500 -p lr 2e-4
                                                      re-execute one chapter into runs/<chapter>/<params>/
     ganbook params notebooks/01_gan_game.md          list a chapter's parameters and defaults
@@ -20,6 +22,7 @@ import importlib.util
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from gan_lib.pipeline.params import PROFILES
@@ -48,6 +51,20 @@ class Terminated(SystemExit):
         self.signum = signum
 
 
+def _jobs(text: str) -> int:
+    """The value of ``--jobs``: a whole number of processes, at least 1."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(
+            f"--jobs {text} is not allowed: expected a whole number of processes >= 1 "
+            f"(1 executes the chapters one after another)"
+        )
+    return jobs
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganbook", description="Build and re-run the ganbook chapters.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--only", nargs="+", metavar="CHAPTER",
         help="execute only these chapters (e.g. 01 02_fgan) and reuse the others from the last build",
+    )
+    b.add_argument(
+        "--jobs", "-j", type=_jobs, default=None, metavar="N",
+        help="execute up to N chapters at once, each in its own process with one thread (default: the "
+        "number of cores this process may use); 1 executes them one after another with all threads",
+    )
+    b.add_argument(
+        "--force", "--no-cache", action="store_true",
+        help="execute every chapter (with --only: the named ones) and render the site even if nothing they "
+        "depend on changed since they were executed",
     )
     b.add_argument("--no-render", action="store_true", help="execute the chapters but do not run jupyter-book")
     b.add_argument("--root", type=Path, default=None, help="the book repository (default: found from cwd)")
@@ -151,11 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             root = book.find_root(args.root)
-            results = book.build_book(root, profile=args.profile, only=args.only, render=not args.no_render)
+            start = time.perf_counter()
+            results = book.build_book(
+                root, profile=args.profile, only=args.only, render=not args.no_render, jobs=args.jobs, force=args.force,
+            )
             ran = [r for r in results if not r.reused]
             reused = len(results) - len(ran)
             done = f"[ganbook] {len(ran)} chapter(s) executed" + (f", {reused} reused" if reused else "")
-            done += f" in {sum(r.seconds for r in ran):.1f} s; "
+            if len(ran) > 1 and ran[0].processes > 1:
+                done += f" ({ran[0].processes} at once)"
+            done += f"; {time.perf_counter() - start:.1f} s in all; "
             if args.no_render:
                 done += f"not rendered (--no-render); staged source: {root / '_build' / 'src'}"
             else:
