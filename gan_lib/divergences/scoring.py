@@ -41,7 +41,10 @@ spherical           sqrt(1 + u^2)                  int sqrt(p^2 + q^2)
 ==================  =============================  ==========================================
 
 All losses are computed from the logit in log-space (``softplus``/``logsigmoid``); no
-``log(sigmoid(.))`` anywhere. Gradients differ in kind: log loss and hinge grow linearly in a
+``log(sigmoid(.))`` anywhere. Logits must be floating-point tensors; half-precision logits
+(``float16``, ``bfloat16``) are computed in ``float32`` and the losses are returned in ``float32``, as
+``torch.autocast`` does for losses (in ``float16`` the exponential loss's clamp would be negative and
+the loss a constant). :meth:`ScoringRule.loss` refuses an empty batch, naming it. Gradients differ in kind: log loss and hinge grow linearly in a
 confidently wrong logit (gradient stays 1 in magnitude); Brier and spherical losses are bounded, so
 their gradient vanishes there (finite, but ~0 at ``|v| = 1e4``); the exponential loss grows like
 :math:`e^{|v|/2}` and is clamped (see :func:`exp_logit_clamp`); the 0-1 loss has zero gradient.
@@ -51,13 +54,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from scipy.optimize import minimize_scalar
+
+from gan_lib.validation import is_real
 
 from .fdiv import get_divergence
 
@@ -124,10 +129,13 @@ class ScoringRule:
     def loss(self, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
         r"""Mean-reduced discriminator loss :math:`\overline{\ell_1(v_{real})} + \overline{\ell_0(v_{fake})}`.
 
-        Each argument is a tensor of raw logits of any shape (the two batches may differ in size);
-        each half is averaged over its own elements.
+        Each argument is a non-empty floating-point tensor of raw logits of any shape (the two
+        batches may differ in size); each half is averaged over its own elements. Half-precision
+        logits give a ``float32`` loss.
         """
-        return self.loss_real(logits_real).mean() + self.loss_fake(logits_fake).mean()
+        real = _logits("logits_real", logits_real, nonempty=True)
+        fake = _logits("logits_fake", logits_fake, nonempty=True)
+        return self.loss_real(real).mean() + self.loss_fake(fake).mean()
 
     def pointwise_risk(self, logit: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         r"""Pointwise expected loss :math:`p\,\ell_1(v) + q\,\ell_0(v)` (elementwise, broadcasting)."""
@@ -147,6 +155,30 @@ class ScoringRule:
 # ---------------------------------------------------------------------------------------------
 # Pointwise losses (all functions of the logit v; D = sigmoid(v), 1 - D = sigmoid(-v)).
 # ---------------------------------------------------------------------------------------------
+
+#: Logits of these dtypes are computed in float32 (their own range and precision are too small).
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _logits(name: str, v: Any, nonempty: bool = False) -> torch.Tensor:
+    """``v`` checked (a floating-point tensor, non-empty if asked) and, if half precision, in float32."""
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of raw logits; got {type(v).__name__}")
+    if not v.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype; got {v.dtype}")
+    if nonempty and v.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(v.shape)}); a mean over no samples is undefined")
+    return v.float() if v.dtype in _HALF_DTYPES else v
+
+
+def _pointwise(fn: Pointwise, name: str) -> Pointwise:
+    """``fn`` applied to checked logits (see :func:`_logits`), keeping its docstring."""
+
+    def checked(v: torch.Tensor) -> torch.Tensor:
+        return fn(_logits(name, v))
+
+    checked.__name__, checked.__doc__ = fn.__name__, fn.__doc__
+    return checked
 
 
 def _bernoulli_real(v: torch.Tensor) -> torch.Tensor:
@@ -170,18 +202,22 @@ def _brier_fake(v: torch.Tensor) -> torch.Tensor:
 
 
 def exp_logit_clamp(dtype: torch.dtype) -> float:
-    r"""Largest ``|v|`` the exponential loss evaluates before saturating, for a floating ``dtype``.
+    r"""Largest ``|v|`` the exponential loss evaluates before saturating, for logits of a floating ``dtype``.
 
-    :math:`e^{|v|/2}` stays below ``finfo.max / 1e6`` (so a mean over up to :math:`10^6` such terms
-    is still finite): :math:`2(\log(\text{max}) - \log 10^6)`, about 149.8 in float32 and 1392 in
-    float64.
+    :math:`e^{|v|/2}` stays below ``finfo.max / 1e6`` of the dtype the loss is computed in (so a
+    mean over up to :math:`10^6` such terms is still finite): :math:`2(\log(\text{max}) - \log 10^6)`,
+    about 149.8 in float32 and 1392 in float64. Half-precision logits are computed in float32, so
+    theirs is float32's.
     """
-    return 2.0 * (math.log(torch.finfo(dtype).max) - math.log(1e6))
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
+    compute = torch.float32 if dtype in _HALF_DTYPES else dtype
+    return 2.0 * (math.log(torch.finfo(compute).max) - math.log(1e6))
 
 
 def _exp_half(v: torch.Tensor) -> torch.Tensor:
     """exp(v/2) with v clamped to +-exp_logit_clamp(dtype) (zero gradient beyond the clamp)."""
-    c = exp_logit_clamp(v.dtype) if v.is_floating_point() else exp_logit_clamp(torch.get_default_dtype())
+    c = exp_logit_clamp(v.dtype)
     return torch.exp(0.5 * v.clamp(-c, c))
 
 
@@ -202,12 +238,12 @@ def _zero_grad_link(v: torch.Tensor) -> torch.Tensor:
 
 def _misclassification_real(v: torch.Tensor) -> torch.Tensor:
     """1[D <= 1/2] = 1[v <= 0]; gradient identically zero."""
-    return (v <= 0).to(v.dtype if v.is_floating_point() else torch.get_default_dtype()) + _zero_grad_link(v)
+    return (v <= 0).to(v.dtype) + _zero_grad_link(v)
 
 
 def _misclassification_fake(v: torch.Tensor) -> torch.Tensor:
     """1[D > 1/2] = 1[v > 0]; gradient identically zero."""
-    return (v > 0).to(v.dtype if v.is_floating_point() else torch.get_default_dtype()) + _zero_grad_link(v)
+    return (v > 0).to(v.dtype) + _zero_grad_link(v)
 
 
 def _hinge_real(v: torch.Tensor) -> torch.Tensor:
@@ -278,8 +314,8 @@ _SCORE_CITE = "mohamed2016implicit"
 bernoulli = ScoringRule(
     name="bernoulli",
     label="Bernoulli (log) loss",
-    loss_real=_bernoulli_real,
-    loss_fake=_bernoulli_fake,
+    loss_real=_pointwise(_bernoulli_real, "v"),
+    loss_fake=_pointwise(_bernoulli_fake, "v"),
     score_tex=r"\mathbb{E}_{p^*}[\log \mathcal{D}] + \mathbb{E}_{p}[\log(1-\mathcal{D})]",
     loss_tex=r"\mathbb{E}_{P}[\operatorname{softplus}(-v)] + \mathbb{E}_{Q}[\operatorname{softplus}(v)]",
     proper=True,
@@ -296,8 +332,8 @@ bernoulli = ScoringRule(
 brier = ScoringRule(
     name="brier",
     label="Brier score",
-    loss_real=_brier_real,
-    loss_fake=_brier_fake,
+    loss_real=_pointwise(_brier_real, "v"),
+    loss_fake=_pointwise(_brier_fake, "v"),
     score_tex=r"\mathbb{E}_{p^*}[-(1-\mathcal{D})^2] + \mathbb{E}_{p}[-\mathcal{D}^2]",
     loss_tex=r"\mathbb{E}_{P}[\sigma(-v)^2] + \mathbb{E}_{Q}[\sigma(v)^2]",
     proper=True,
@@ -317,8 +353,8 @@ brier = ScoringRule(
 exponential = ScoringRule(
     name="exponential",
     label="Exponential (boosting) loss",
-    loss_real=_exponential_real,
-    loss_fake=_exponential_fake,
+    loss_real=_pointwise(_exponential_real, "v"),
+    loss_fake=_pointwise(_exponential_fake, "v"),
     # Rosca's slide writes (-(1-D)/D)^{1/2}, the square root of a negative number; the intended
     # maximised score puts the minus sign outside the root, as below.
     score_tex=(
@@ -348,8 +384,8 @@ exponential = ScoringRule(
 misclassification = ScoringRule(
     name="misclassification",
     label="Misclassification (0-1) loss",
-    loss_real=_misclassification_real,
-    loss_fake=_misclassification_fake,
+    loss_real=_pointwise(_misclassification_real, "v"),
+    loss_fake=_pointwise(_misclassification_fake, "v"),
     score_tex=(
         r"\mathbb{E}_{p^*}[-\mathbb{I}[\mathcal{D} \le 0.5]] + \mathbb{E}_{p}[-\mathbb{I}[\mathcal{D} > 0.5]]"
     ),
@@ -371,8 +407,8 @@ misclassification = ScoringRule(
 hinge = ScoringRule(
     name="hinge",
     label="Hinge loss (on the logit)",
-    loss_real=_hinge_real,
-    loss_fake=_hinge_fake,
+    loss_real=_pointwise(_hinge_real, "v"),
+    loss_fake=_pointwise(_hinge_fake, "v"),
     score_tex=(
         r"\mathbb{E}_{p^*}\left[-\max\left(0, 1 - \log\frac{\mathcal{D}}{1-\mathcal{D}}\right)\right]"
         r" + \mathbb{E}_{p}\left[-\max\left(0, 1 + \log\frac{\mathcal{D}}{1-\mathcal{D}}\right)\right]"
@@ -395,8 +431,8 @@ hinge = ScoringRule(
 spherical = ScoringRule(
     name="spherical",
     label="Spherical score",
-    loss_real=_spherical_real,
-    loss_fake=_spherical_fake,
+    loss_real=_pointwise(_spherical_real, "v"),
+    loss_fake=_pointwise(_spherical_fake, "v"),
     score_tex=(
         r"\mathbb{E}_{p^*}[\alpha\mathcal{D}] + \mathbb{E}_{p}[\alpha(1-\mathcal{D})];\quad "
         r"\alpha = (1 - 2\mathcal{D} + 2\mathcal{D}^2)^{-1/2}"
@@ -479,8 +515,10 @@ def fit_ratio_pointwise(
         raise ValueError("p and q must be finite")
     if (pa < 0).any() or (qa < 0).any():
         raise ValueError("p and q must be >= 0 (density values)")
-    if not bound > 0:
-        raise ValueError(f"bound={bound} must be > 0")
+    if not (is_real(bound) and math.isfinite(bound) and bound > 0):
+        raise ValueError(f"bound={bound!r} must be a finite real number > 0")
+    if not (is_real(xatol) and math.isfinite(xatol) and xatol > 0):
+        raise ValueError(f"xatol={xatol!r} must be a finite real number > 0")
     logit = np.empty(pa.shape)
     risk = np.empty(pa.shape)
     for idx in np.ndindex(pa.shape):
