@@ -7,10 +7,13 @@ Everything here is a thin layer over :mod:`torch.distributions`: a distribution 
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import torch
 from torch import distributions as td
+
+from gan_lib.validation import integer_number, real_number
 
 __all__ = ["mixture_1d", "gaussian_1d", "gaussian_nd", "mixture_nd", "grid_1d"]
 
@@ -22,6 +25,13 @@ def _as_vector(name: str, values: Sequence[float] | torch.Tensor) -> torch.Tenso
     if not torch.isfinite(t).all():
         raise ValueError(f"{name}={t.tolist()} contains a non-finite value; all must be finite")
     return t
+
+
+def _real(name: str, value: Any) -> float:
+    try:
+        return real_number(value)
+    except ValueError as err:
+        raise ValueError(f"{name}={value!r} not allowed: {err}") from None
 
 
 def mixture_1d(
@@ -46,10 +56,15 @@ def mixture_1d(
 
 
 def gaussian_1d(mean: float, std: float) -> td.Normal:
-    """A 1-D Gaussian ``N(mean, std^2)`` in float64."""
-    if not std > 0:
-        raise ValueError(f"std={std} must be > 0")
-    return td.Normal(torch.tensor(float(mean), dtype=torch.float64), torch.tensor(float(std), dtype=torch.float64))
+    """A 1-D Gaussian ``N(mean, std^2)`` in float64 (``mean`` finite, ``std`` finite and > 0)."""
+    m = _real("mean", mean)
+    try:
+        sd = real_number(std)
+    except ValueError:
+        sd = math.nan
+    if not sd > 0:
+        raise ValueError(f"std={std!r} must be > 0 and finite (a real number)")
+    return td.Normal(torch.tensor(m, dtype=torch.float64), torch.tensor(sd, dtype=torch.float64))
 
 
 def gaussian_nd(mean: Sequence[float], cov: Sequence[Sequence[float]]) -> td.MultivariateNormal:
@@ -58,6 +73,8 @@ def gaussian_nd(mean: Sequence[float], cov: Sequence[Sequence[float]]) -> td.Mul
     S = torch.as_tensor(cov, dtype=torch.float64)
     if S.shape != (mu.numel(), mu.numel()):
         raise ValueError(f"cov has shape {tuple(S.shape)}; expected ({mu.numel()}, {mu.numel()})")
+    if not torch.isfinite(S).all():
+        raise ValueError(f"cov={S.tolist()} contains a non-finite value; all must be finite")
     if not torch.allclose(S, S.T):
         raise ValueError("cov must be symmetric")
     if torch.linalg.eigvalsh(S).min() <= 0:
@@ -70,8 +87,10 @@ def mixture_nd(
 ) -> td.MixtureSameFamily:
     """A d-dimensional mixture of isotropic Gaussians ``sum_k w_k N(mean_k, std_k^2 I)`` (float64)."""
     mu = torch.as_tensor(means, dtype=torch.float64)
-    if mu.ndim != 2:
-        raise ValueError(f"means must be a (K, d) array; got shape {tuple(mu.shape)}")
+    if mu.ndim != 2 or mu.numel() == 0:
+        raise ValueError(f"means must be a non-empty (K, d) array; got shape {tuple(mu.shape)}")
+    if not torch.isfinite(mu).all():
+        raise ValueError(f"means={mu.tolist()} contains a non-finite value; all must be finite")
     sd = _as_vector("stds", stds)
     if sd.numel() != mu.shape[0]:
         raise ValueError(f"stds has {sd.numel()} entries but there are {mu.shape[0]} means")
@@ -85,9 +104,14 @@ def mixture_nd(
 
 
 def grid_1d(lo: float, hi: float, n: int = 4001) -> torch.Tensor:
-    """An evenly spaced float64 grid on ``[lo, hi]`` with ``n`` points, for plots and quadrature."""
-    if not hi > lo:
+    """An evenly spaced float64 grid on ``[lo, hi]`` with ``n`` points, for plots and quadrature.
+
+    ``lo < hi`` finite real numbers, ``n`` an integer >= 2."""
+    a, b = _real("lo", lo), _real("hi", hi)
+    if not b > a:
         raise ValueError(f"grid_1d needs hi > lo; got lo={lo}, hi={hi}")
-    if n < 2:
-        raise ValueError(f"grid_1d needs n >= 2; got n={n}")
-    return torch.linspace(lo, hi, n, dtype=torch.float64)
+    try:
+        count = integer_number(n, lo=2)
+    except ValueError:
+        raise ValueError(f"grid_1d needs an integer n >= 2; got n={n!r}") from None
+    return torch.linspace(a, b, count, dtype=torch.float64)
