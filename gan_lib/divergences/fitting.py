@@ -1,10 +1,10 @@
 r"""Gaussians fitted to a 1-D density by exact divergence minimisation.
 
 :func:`divergence_to_gaussian` computes ``\int q f(p/q)`` for a 1-D target ``P`` (a Gaussian or a
-Gaussian mixture from :mod:`gan_lib.data`) and ``Q = N(mu, sigma^2)`` by quadrature on panels
-placed at multiples of every component's and of ``Q``'s standard deviation; :func:`fit_gaussian`
-minimises it over ``(mu, log sigma)`` from several starts and returns the best fit and every
-distinct local optimum.
+Gaussian mixture from :mod:`gan_lib.data`) and ``Q = N(mu, sigma^2)`` by the adaptive quadrature of
+:mod:`.quadrature`, starting from panels placed at multiples of every component's and of ``Q``'s
+standard deviation; :func:`fit_gaussian` minimises it over ``(mu, log sigma)`` from several starts
+and returns the best fit and every distinct local optimum.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from scipy.special import roots_legendre
+from torch import Tensor
+
+from gan_lib.validation import is_real
 
 from .generator import GeneratorDivergence, LogFunction
+from .quadrature import adaptive_integrate
 
 __all__ = [
     "target_components",
@@ -33,8 +36,14 @@ __all__ = [
 # Quadrature between a 1-D Gaussian (mixture) target and a Gaussian model
 # ------------------------------------------------------------------------------------------------
 
-_GL_NODES, _GL_WEIGHTS = roots_legendre(24)
-_STEPS = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 15.0, 19.0, 24.0])
+#: Initial panel edges at ``c +- k s`` for every component ``(c, s)`` of the target and for ``Q``.
+_STEPS = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 11.0, 15.0, 19.0, 24.0])
+#: Absolute tolerance of the quadrature. The integrand's terms are densities (each integrates to 1)
+#: whose rounding alone is about 1e-16 of them, so near ``P = Q``, where the divergence is close to
+#: 0, a relative tolerance cannot be met and the adaptive rule would refine without end.
+_ATOL = 1e-13
+#: Widening of the range (in multiples of the largest standard deviation) while the integrand is not
+#: negligible at its ends.
 _TAIL = np.array([30.0, 40.0, 55.0, 75.0, 100.0, 140.0, 200.0, 300.0])
 
 
@@ -56,12 +65,118 @@ def target_components(target: Any) -> tuple[np.ndarray, np.ndarray]:
     return locs, scales
 
 
-def _panels(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a, b = edges[:-1], edges[1:]
-    half = (b - a) / 2.0
-    x = ((a + b) / 2.0)[:, None] + half[:, None] * _GL_NODES[None, :]
-    w = half[:, None] * _GL_WEIGHTS[None, :]
-    return x.reshape(-1), w.reshape(-1)
+def _components(target: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(locs, scales, weights)`` of a target accepted by :func:`target_components`."""
+    locs, scales = target_components(target)
+    probs = getattr(getattr(target, "mixture_distribution", None), "probs", None)
+    weights = np.ones(1) if probs is None else np.asarray(probs.detach().cpu(), dtype=np.float64).reshape(-1)
+    if weights.shape != locs.shape:
+        raise ValueError(f"target has {weights.size} mixture weights for {locs.size} components")
+    return locs, scales, weights
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class _ToGaussian:
+    r"""``(mu, sigma) -> \int q f(p/q)`` for one ``f`` and one target, the target's components read
+    once (:func:`fit_gaussian` evaluates it some thousand times)."""
+
+    def __init__(self, f: LogFunction | GeneratorDivergence, target: Any, rtol: float) -> None:
+        self.fn = f.f if isinstance(f, GeneratorDivergence) else f
+        self.rtol = rtol
+        locs, scales, weights = _components(target)
+        self.locs, self.scales = locs, scales
+        # log p summed over the components directly (logaddexp, one at a time): the target's own
+        # log_prob costs ~0.5 ms a call in argument checks, more than the quadrature itself
+        self.comps = [
+            (float(c), 1.0 / float(s), float(math.log(w) - math.log(s) - _HALF_LOG_2PI))
+            for c, s, w in zip(locs, scales, weights)
+            if w > 0
+        ]
+        self.offsets = np.concatenate([-_STEPS[:0:-1], _STEPS])  # -24 ... 0 ... 24
+
+    def __call__(self, mu: float, sigma: float) -> float:
+        fn, rtol = self.fn, self.rtol
+        centres = np.append(self.locs, mu)
+        widths = np.append(self.scales, sigma)
+        edges = np.unique((centres[:, None] + widths[:, None] * self.offsets[None, :]).ravel())
+        c_lo, c_hi, big = float(centres.min()), float(centres.max()), float(widths.max())
+        log_norm = math.log(sigma) + _HALF_LOG_2PI
+        comps = self.comps
+
+        def integrand(x: Tensor) -> Tensor:
+            lp: Tensor | None = None
+            for c, inv_s, log_w in comps:
+                z = (x - c) * inv_s
+                term = log_w - 0.5 * z * z
+                lp = term if lp is None else torch.logaddexp(lp, term)
+            z = (x - mu) / sigma
+            return fn.perspective(lp, -0.5 * z * z - log_norm)
+
+        def values(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return integrand(torch.from_numpy(x)).numpy()
+
+        def trapezoids(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+            """Trapezoid rule for ``|y|`` and for ``y``."""
+            dx = np.diff(x)
+            mid = 0.5 * (y[1:] + y[:-1])
+            return float(np.dot(np.abs(mid), dx)), float(np.dot(mid, dx))
+
+        def infinite(value: float) -> float:
+            return math.inf if value > 0 or math.isnan(value) else -math.inf
+
+        # The range is widened while the integrand at its ends, times its width, is not negligible
+        # against the integral: first against a trapezoid estimate of the integral of |integrand|
+        # from its values at the edges, then against the quadrature. Widening evaluates the
+        # integrand only at the new edges (9 per side), so a divergent integral is found without
+        # adaptive refinement of its tails; the quadrature integrates each piece once.
+        y = values(edges)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf/nan: a divergent integral, below
+            scale, signed = trapezoids(y, edges)
+        tails = iter(_TAIL)
+        lo, hi = float(edges[0]), float(edges[-1])
+        y_lo, y_hi = float(y[0]), float(y[-1])
+        pending = [edges]  # edges of the pieces still to integrate
+        total = 0.0
+        engine_rtol = 0.1 * rtol
+        while True:
+            while True:
+                if not (math.isfinite(y_lo) and math.isfinite(y_hi) and math.isfinite(scale)):
+                    return infinite(signed if math.isfinite(signed) else (y_hi if math.isfinite(y_lo) else y_lo))
+                if max(abs(y_lo), abs(y_hi)) * (hi - lo) <= rtol * scale:
+                    break
+                step = next(tails, None)
+                if step is None:
+                    return infinite(signed)  # still not negligible 300 standard deviations out
+                lo_new, hi_new = min(lo, c_lo - step * big), max(hi, c_hi + step * big)
+                x_lo, x_hi = np.linspace(lo_new, lo, 9), np.linspace(hi, hi_new, 9)
+                y_new = values(np.concatenate([x_lo[:-1], x_hi[1:]]))
+                ys_lo, ys_hi = np.append(y_new[:8], y_lo), np.insert(y_new[8:], 0, y_hi)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    for xs, ys in ((x_lo, ys_lo), (x_hi, ys_hi)):
+                        more_abs, more = trapezoids(ys, xs)
+                        scale, signed = scale + more_abs, signed + more
+                pending += [x_lo, x_hi]
+                lo, hi, y_lo, y_hi = lo_new, hi_new, float(ys_lo[0]), float(ys_hi[-1])
+            # the tails' tolerance is relative to the integral found so far
+            atol = max(_ATOL, engine_rtol * abs(total))
+            for piece in pending:
+                total += adaptive_integrate(integrand, edges=piece, rtol=engine_rtol, atol=atol)
+            pending = []
+            if not math.isfinite(total):
+                return infinite(total)
+            scale = max(abs(total), 1e-300)
+            if max(abs(y_lo), abs(y_hi)) * (hi - lo) <= rtol * scale:
+                return total
+            signed = total
+
+
+def _check_gaussian(mu: Any, sigma: Any) -> tuple[float, float]:
+    if not (is_real(mu) and is_real(sigma) and math.isfinite(mu) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"need finite real mu and sigma > 0; got mu={mu!r}, sigma={sigma!r}")
+    return float(mu), float(sigma)
 
 
 def divergence_to_gaussian(
@@ -74,53 +189,19 @@ def divergence_to_gaussian(
 ) -> float:
     r"""``\int q f(p/q) dx`` for the 1-D target ``P`` and ``Q = N(mu, sigma^2)``, by quadrature.
 
-    ``f``: a :class:`LogFunction` or a :class:`GeneratorDivergence` (its ``f_G``). Composite
-    Gauss--Legendre (24 nodes per panel) on panels that end at ``c \pm k s`` for every component
-    ``(c, s)`` of ``P`` and for ``(mu, sigma)``, ``k`` up to 24; if the integrand is not
-    negligible at the ends (relative ``rtol``) the range is widened up to 300 standard deviations,
-    and ``inf`` is returned when the integral still has not converged there (a divergent
-    integral, e.g. ``\int p^2/q`` for a too narrow ``Q``). Relative accuracy about ``1e-10``.
+    ``f``: a :class:`LogFunction` or a :class:`GeneratorDivergence` (its ``f_G``). The adaptive
+    Gauss--Legendre engine of :mod:`.quadrature` (:func:`adaptive_integrate`, relative tolerance
+    ``rtol / 10``, absolute ``1e-13``) starts from panels that end at ``c \pm k s`` for every
+    component ``(c, s)`` of ``P`` and for ``(mu, sigma)``, ``k`` up to 24; while the integrand is not
+    negligible at the ends of the range (its value there times the range's width above ``rtol``
+    times the integral) the range is widened, up to 300 standard deviations, and ``inf`` is returned
+    when the integral has still not converged there (a divergent integral, e.g. ``\int p^2/q`` for
+    a too narrow ``Q``). Relative accuracy about ``1e-10``.
     """
-    fn = f.f if isinstance(f, GeneratorDivergence) else f
-    if not (math.isfinite(mu) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"need finite mu and sigma > 0; got mu={mu}, sigma={sigma}")
-    locs, scales = target_components(target)
-    centres = np.concatenate([locs, [mu]])
-    widths = np.concatenate([scales, [sigma]])
-    edges = np.unique((centres[:, None] + widths[:, None] * np.concatenate([-_STEPS, _STEPS])[None, :]).ravel())
-    big = float(widths.max())
-    log_norm = math.log(sigma) + 0.5 * math.log(2.0 * math.pi)
-
-    def integrate(edges_: np.ndarray) -> tuple[float, float]:
-        x, w = _panels(edges_)
-        xt = torch.from_numpy(np.concatenate([x, edges_[[0, -1]]]))
-        with torch.no_grad():
-            lp = target.log_prob(xt).to(torch.float64)
-            lq = -0.5 * ((xt - mu) / sigma) ** 2 - log_norm
-            y = fn.perspective(lp, lq).numpy()
-        total = float(np.dot(w, y[:-2]))
-        ends = float(np.abs(y[-2:]).max()) * float(edges_[-1] - edges_[0])
-        return total, ends
-
-    total, ends = integrate(edges)
-    if not math.isfinite(total):
-        return math.inf if total > 0 or math.isnan(total) else -math.inf
-    if ends <= rtol * max(abs(total), 1e-300):
-        return total
-    lo, hi = edges[0], edges[-1]
-    for step in _TAIL:
-        lo_new = min(lo, float(centres.min()) - step * big)
-        hi_new = max(hi, float(centres.max()) + step * big)
-        extra_lo = np.linspace(lo_new, lo, 9)[:-1]
-        extra_hi = np.linspace(hi, hi_new, 9)[1:]
-        edges = np.concatenate([extra_lo, edges, extra_hi])
-        lo, hi = lo_new, hi_new
-        total, ends = integrate(edges)
-        if not math.isfinite(total):
-            return math.inf if total > 0 or math.isnan(total) else -math.inf
-        if ends <= rtol * max(abs(total), 1e-300):
-            return total
-    return math.inf if total > 0 else -math.inf
+    mu, sigma = _check_gaussian(mu, sigma)
+    if not (is_real(rtol) and 0 < rtol < 1):
+        raise ValueError(f"rtol={rtol!r} must be a real number in (0, 1)")
+    return _ToGaussian(f, target, float(rtol))(mu, sigma)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -180,32 +261,39 @@ def fit_gaussian(
     deviations, ``sigma`` from ``1e-2`` times the smallest component scale to 5 times the
     moment-matched standard deviation.
     """
-    locs, scales = target_components(target)
-    probs = getattr(getattr(target, "mixture_distribution", None), "probs", None)
-    weights = np.ones(1) if probs is None else np.asarray(probs.detach().cpu(), dtype=np.float64)
+    locs, scales, weights = _components(target)
     mean = float(np.dot(weights, locs))
     std = float(math.sqrt(max(np.dot(weights, scales**2 + locs**2) - mean**2, 0.0)))
     if mu_bounds is None:
         mu_bounds = (float(locs.min() - 5 * scales.max()), float(locs.max() + 5 * scales.max()))
     if sigma_bounds is None:
         sigma_bounds = (1e-2 * float(scales.min()), 5.0 * std)
-    if not (mu_bounds[0] < mu_bounds[1] and 0 < sigma_bounds[0] < sigma_bounds[1]):
-        raise ValueError(f"bad bounds mu_bounds={mu_bounds}, sigma_bounds={sigma_bounds}")
+    bounds_ok = all(is_real(b) and math.isfinite(b) for b in (*mu_bounds, *sigma_bounds))
+    if not (bounds_ok and mu_bounds[0] < mu_bounds[1] and 0 < sigma_bounds[0] < sigma_bounds[1]):
+        raise ValueError(
+            f"bad bounds mu_bounds={mu_bounds}, sigma_bounds={sigma_bounds}: need finite real numbers "
+            "with mu_lo < mu_hi and 0 < sigma_lo < sigma_hi"
+        )
     starts = list(_default_starts(locs, scales, weights) if starts is None else starts)
     if not starts:
         raise ValueError("give at least one start (mu0, sigma0)")
+    for mu0, s0 in starts:
+        try:
+            _check_gaussian(mu0, s0)
+        except ValueError:
+            raise ValueError(f"start ({mu0!r}, {s0!r}) not allowed: need finite real mu0 and sigma0 > 0") from None
     box = [mu_bounds, (math.log(sigma_bounds[0]), math.log(sigma_bounds[1]))]
 
+    divergence = _ToGaussian(f, target, 1e-10)
+
     def objective(theta: np.ndarray) -> float:
-        val = divergence_to_gaussian(f, target, float(theta[0]), math.exp(float(theta[1])))
+        val = divergence(float(theta[0]), math.exp(float(theta[1])))
         if math.isnan(val) or val == math.inf:
             return 1e300
         return max(val, -1e300)
 
     fits: list[GaussianFit] = []
     for mu0, s0 in starts:
-        if not s0 > 0:
-            raise ValueError(f"start sigma must be > 0; got {s0}")
         x0 = np.array([min(max(mu0, box[0][0]), box[0][1]), min(max(math.log(s0), box[1][0]), box[1][1])])
         simplex = np.array([x0, x0 + [0.25 * std, 0.0], x0 + [0.0, 0.25]])
         simplex[:, 0] = np.clip(simplex[:, 0], *box[0])
@@ -217,7 +305,7 @@ def fit_gaussian(
         mu, ls = float(res.x[0]), float(res.x[1])
         span = np.array([box[0][1] - box[0][0], box[1][1] - box[1][0]])
         near = min(mu - box[0][0], box[0][1] - mu) < 1e-4 * span[0] or min(ls - box[1][0], box[1][1] - ls) < 1e-4 * span[1]
-        value = divergence_to_gaussian(f, target, mu, math.exp(ls))
+        value = divergence(mu, math.exp(ls))
         fits.append(GaussianFit(mu, math.exp(ls), value, (float(mu0), float(s0)), bool(near)))
     finite = [g for g in fits if g.value < math.inf]
     if not finite:

@@ -30,7 +30,11 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
 from gan_lib.validation import alpha_number
+
+from .fdiv import FDivergence, alpha_f_of_log, get_divergence, log_softplus
+from .quadrature import divergence_perspective
 
 __all__ = [
     "LogFunction",
@@ -69,19 +73,17 @@ class LogFunction:
         return self.at_log(torch.log(u))
 
 
-def _alpha_perspective(a: float) -> Callable[[Tensor, Tensor], Tensor]:
-    # q f_a(p/q) = (p^a q^(1-a) - q - a (p - q)) / (a (a - 1))
+def _from_divergence(div: FDivergence, at_log: Callable[[Tensor], Tensor] | None = None) -> LogFunction:
+    """``f`` of an :class:`FDivergence` as a :class:`LogFunction`: the perspective is
+    :func:`divergence_perspective` (the FDivergence's ``f`` where ``u <= 1`` is representable, exact
+    log-space forms beyond); ``f(e^l)`` is ``at_log`` if given, else that perspective at ``q = 1``."""
+
     def persp(lp: Tensor, lq: Tensor) -> Tensor:
-        mixed = torch.exp(a * lp + (1.0 - a) * lq)
-        return (mixed - torch.exp(lq) - a * (torch.exp(lp) - torch.exp(lq))) / (a * (a - 1.0))
+        return divergence_perspective(div, lp, lq)
 
-    return persp
-
-
-def _kl_perspective(lp: Tensor, lq: Tensor) -> Tensor:
-    # q f(p/q) with f(u) = u log u - u + 1: p (lp - lq) - p + q
-    p = torch.exp(lp)
-    return torch.where(p > 0, p * (lp - lq), torch.zeros_like(p)) - p + torch.exp(lq)
+    if at_log is None:
+        at_log = lambda l: persp(l, torch.zeros_like(l))  # noqa: E731
+    return LogFunction(tex=div.f_tex, at_log=at_log, perspective=persp)
 
 
 def _f_standard() -> LogFunction:
@@ -93,37 +95,29 @@ def _f_standard() -> LogFunction:
 
 
 def _f_rkl() -> LogFunction:
-    return LogFunction(
-        tex=r"-\log u",
-        at_log=lambda l: -l,
-        perspective=lambda lp, lq: torch.exp(lq) * (lq - lp),
-    )
+    return _from_divergence(get_divergence("reverse_kl"))  # -log u
 
 
 def _f_kl() -> LogFunction:
-    return LogFunction(
-        tex=r"u\log u",
-        at_log=lambda l: l * torch.exp(l),
-        perspective=lambda lp, lq: torch.where(
-            torch.isneginf(lp), torch.zeros_like(lp), torch.exp(lp) * (lp - lq)
-        ),
-    )
+    return _from_divergence(get_divergence("kl"))  # u log u
 
 
 def _f_alpha(a: float) -> LogFunction:
-    return LogFunction(
-        tex=r"\frac{u^\alpha-1-\alpha(u-1)}{\alpha(\alpha-1)}",
-        at_log=lambda l: (torch.expm1(a * l) - a * torch.expm1(l)) / (a * (a - 1.0)),
-        perspective=_alpha_perspective(a),
-    )
+    # (u^a - 1 - a (u - 1)) / (a (a - 1)); f(e^l) from the FDivergence's own log-space form
+    return _from_divergence(get_divergence("alpha", alpha=a), at_log=lambda l: alpha_f_of_log(l, a))
 
 
 def _equiv_standard() -> LogFunction:
-    # f~(u) = (1 + u) log(1 + 1/u) = -log u - [u log u - (u+1) log(u+1)]:  D = KL(Q||P) - 2 JS + log 4
+    # f~(u) = (1 + u) log(1 + 1/u) = -log u - [u log u - (u+1) log(u+1)]:  D = KL(Q||P) - 2 JS + log 4;
+    # q f~(p/q) = (p + q) softplus(log q - log p), formed in log space so that neither factor
+    # overflows (u log(1 + 1/u) -> 1 as u -> inf)
+    def persp(lp: Tensor, lq: Tensor) -> Tensor:
+        return torch.exp(torch.logaddexp(lp, lq) + log_softplus(lq - lp))
+
     return LogFunction(
         tex=r"(1+u)\log\left(1+\frac{1}{u}\right)",
-        at_log=lambda l: F.softplus(-l) + torch.exp(l + torch.log(F.softplus(-l).clamp(min=1e-300))),
-        perspective=lambda lp, lq: (torch.exp(lq) + torch.exp(lp)) * F.softplus(lq - lp),
+        at_log=lambda l: persp(l, torch.zeros_like(l)),
+        perspective=persp,
     )
 
 
@@ -140,12 +134,13 @@ def _equiv_kl() -> LogFunction:
 
 def _equiv_alpha(a: float) -> LogFunction:
     # f~(u) = [(u log u - u + 1) - f_a(u)] / (a - 1):  D = [KL(P||Q) - D_a(P||Q)] / (a - 1)
-    fa = _f_alpha(a)
-    pa = _alpha_perspective(a)
+    kl, fa = _f_kl(), _f_alpha(a)
     return LogFunction(
         tex=r"\frac{(u\log u-u+1)-f_\alpha(u)}{\alpha-1}",
-        at_log=lambda l: (l * torch.exp(l) - torch.expm1(l) - fa.at_log(l)) / (a - 1.0),
-        perspective=lambda lp, lq: (_kl_perspective(lp, lq) - pa(lp, lq)) / (a - 1.0),
+        at_log=lambda l: (kl.at_log(l) - torch.expm1(l) - fa.at_log(l)) / (a - 1.0),
+        perspective=lambda lp, lq: (
+            kl.perspective(lp, lq) - torch.exp(lp) + torch.exp(lq) - fa.perspective(lp, lq)
+        ) / (a - 1.0),
     )
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_lib.validation import integer_number
+
 from .fdiv import FDivergence, exact_softplus, resolve
 
 __all__ = [
@@ -39,43 +41,71 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def adaptive_integrate(
     fn: Callable[[Tensor], Tensor],
-    lo: float,
-    hi: float,
+    lo: float | None = None,
+    hi: float | None = None,
     rtol: float = 1e-11,
     atol: float = 1e-15,
     init_panels: int = 64,
     max_rounds: int = 60,
     max_panels: int = 1 << 14,
+    *,
+    edges: Sequence[float] | np.ndarray | None = None,
 ) -> float:
     """Adaptive Gauss--Legendre (order 15) on [lo, hi]; each round evaluates ``fn`` once, batched.
 
+    The first panels are ``init_panels`` equal ones on ``[lo, hi]``, or the panels between
+    consecutive ``edges`` (finite, strictly increasing; then ``lo``/``hi`` may be omitted and, if
+    given, must equal the first and last edge): put edges where the integrand changes scale, e.g.
+    at multiples of a density's standard deviation about its mean.
+
     A panel is accepted when its one-panel and two-half-panel estimates agree to within its share
-    (by width) of ``max(atol, rtol * |integral|)``; otherwise it is halved. At most ``max_panels``
-    panels are refined in one round: an integrand that is noisy at the level of ``rtol`` (e.g. a
-    network evaluated in float32) would otherwise double the panels every round without end; past
-    the cap the remaining panels are accepted as they are, with a warning.
+    (by width) of ``max(atol, rtol * |integral|)``; otherwise it is halved, and each half's estimate
+    from this round serves as its one-panel estimate in the next (so a round evaluates ``fn`` at
+    only the halves' nodes). At most ``max_panels`` panels are refined in one round: an integrand
+    that is noisy at the level of ``rtol`` (e.g. a network evaluated in float32) would otherwise
+    double the panels every round without end; past the cap the remaining panels are accepted as
+    they are, with a warning. Returns ``inf`` when an estimate is ``+inf`` (a divergent integral)
+    and propagates ``-inf``/``nan``.
     """
-    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise ValueError(f"need finite lo < hi; got lo={lo}, hi={hi}")
+    if edges is None:
+        if lo is None or hi is None:
+            raise ValueError("give lo and hi, or edges")
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise ValueError(f"need finite lo < hi; got lo={lo}, hi={hi}")
+        start = np.linspace(lo, hi, init_panels + 1)
+    else:
+        start = np.asarray(edges, dtype=np.float64).reshape(-1)
+        if start.size < 2 or not np.all(np.isfinite(start)) or not np.all(np.diff(start) > 0):
+            raise ValueError(f"edges must be at least two finite, strictly increasing values; got {start.tolist()}")
+        for name, given, edge in (("lo", lo, start[0]), ("hi", hi, start[-1])):
+            if given is not None and float(given) != float(edge):
+                raise ValueError(f"{name}={given} differs from the edge {edge}; give edges alone")
+        lo, hi = float(start[0]), float(start[-1])
     nodes, weights = _gauss_legendre(_GL_ORDER)
     length = hi - lo
-    edges = np.linspace(lo, hi, init_panels + 1)
-    a, b = edges[:-1], edges[1:]
+
+    def estimate(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        half = (pb - pa) / 2.0
+        x = ((pa + pb) / 2.0)[:, None] + half[:, None] * nodes[None, :]
+        with torch.no_grad():
+            y = fn(torch.from_numpy(x.reshape(-1))).to(torch.float64).reshape(x.shape).numpy()
+        return (y * weights[None, :]).sum(axis=1) * half
+
+    a, b = start[:-1], start[1:]
+    whole: np.ndarray | None = None  # one-panel estimates, carried over from the previous round
     total = 0.0
     scale: float | None = None
     for round_ in range(max_rounds):
         m = (a + b) / 2.0
-        # whole panel, left half, right half
-        pa = np.concatenate([a, a, m])
-        pb = np.concatenate([b, m, b])
-        half = (pb - pa) / 2.0
-        mid = (pa + pb) / 2.0
-        x = mid[:, None] + half[:, None] * nodes[None, :]
-        with torch.no_grad():
-            y = fn(torch.from_numpy(x.reshape(-1))).to(torch.float64).reshape(x.shape).numpy()
-        est = (y * weights[None, :]).sum(axis=1) * half
         k = a.size
-        whole, two = est[:k], est[k : 2 * k] + est[2 * k :]
+        if whole is None:
+            est = estimate(np.concatenate([a, a, m]), np.concatenate([b, m, b]))
+            whole, halves = est[:k], est[k:]
+        else:
+            halves = estimate(np.concatenate([a, m]), np.concatenate([m, b]))
+        left, right = halves[:k], halves[k:]
+        two = left + right
         if scale is None:
             scale = abs(float(two.sum()))
         if not np.all(np.isfinite(two)):
@@ -95,12 +125,13 @@ def adaptive_integrate(
                 "is the integrand noisy, e.g. evaluated in float32?", int((~ok).sum()), float(err.max())
             )
         total += float(two[done].sum())
-        a_left, b_left = a[~done], b[~done]
-        if a_left.size == 0:
+        keep = ~done
+        if not np.any(keep):
             break
-        mid_left = (a_left + b_left) / 2.0
-        a = np.concatenate([a_left, mid_left])
-        b = np.concatenate([mid_left, b_left])
+        a_left, m_left, b_left = a[keep], m[keep], b[keep]
+        a = np.concatenate([a_left, m_left])
+        b = np.concatenate([m_left, b_left])
+        whole = np.concatenate([left[keep], right[keep]])
         scale = max(scale, abs(total))
     return total
 
@@ -127,26 +158,57 @@ def _log_prob64(dist: Any, x: Tensor) -> Tensor:
     return dist.log_prob(x).to(torch.float64)
 
 
-def _exact_p_f_over_u(div: FDivergence) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
-    """``(lp, lq, t) -> p f(u)/u`` for ``u = p/q > 1`` (``t = log u``), written as sums of exponentials
-    of log-quantities so that it stays exact when ``u = e^t`` is far beyond float range; ``None`` for
-    a divergence without such a form."""
+_Full = Callable[[Tensor, Tensor], Tensor]
+_Above = Callable[[Tensor, Tensor, Tensor], Tensor]
+_Below = Callable[[Tensor, Tensor], Tensor]
+
+
+def _full_range_form(div: FDivergence) -> _Full | None:
+    """``(lp, lq) -> q f(p/q)`` as one expression in the log-densities, exact for every ``p/q`` in
+    ``[0, inf]`` (no ratio is formed, so none over- or underflows); ``None`` where ``f`` has no
+    such cheap form. ``p = q = 0`` is left to the caller."""
     e = torch.exp
-    forms: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
-        "kl": lambda lp, lq, t: e(lp) * t,
-        "reverse_kl": lambda lp, lq, t: -t * e(lq),
+    if div.name == "kl":  # p log(p/q), 0 where p = 0
+        return lambda lp, lq: torch.where(torch.isneginf(lp), torch.zeros_like(lp), e(lp) * (lp - lq))
+    if div.name == "reverse_kl":  # q log(q/p), 0 where q = 0
+        return lambda lp, lq: torch.where(torch.isneginf(lq), torch.zeros_like(lq), e(lq) * (lq - lp))
+    if div.name == "jeffrey":  # (p - q) log(p/q)
+        return lambda lp, lq: (e(lp) - e(lq)) * (lp - lq)
+    if div.name == "alpha" and div.alpha is not None:  # (p^a q^(1-a) - q - a (p - q)) / (a (a - 1))
+        a = div.alpha
+        return lambda lp, lq: (e(a * lp + (1.0 - a) * lq) - e(lq) - a * (e(lp) - e(lq))) / (a * (a - 1.0))
+    return None
+
+
+def _exact_forms(div: FDivergence) -> tuple[_Above | None, _Below | None]:
+    """Exact log-space forms of ``q f(p/q)`` for a divergence of :mod:`.fdiv` without a full-range
+    form, for :func:`perspective`.
+
+    ``above(lp, lq, t)`` for ``u = p/q > 1`` (``t = log u``) and ``below(lq, t)`` for ``u`` below
+    ``e^-700``, written as sums of exponentials of log-quantities so that they stay exact when
+    ``u = e^t`` is beyond float range; ``None`` where ``f`` grows at most linearly (above) or is
+    bounded near 0 (below), so the clamped ratio is exact enough there.
+    """
+    e = torch.exp
+    above: dict[str, _Above] = {
         "pearson": lambda lp, lq, t: e(lp + t) - 2.0 * e(lp) + e(lq),
         "neyman": lambda lp, lq, t: e(lp) * (1.0 - e(-t)) ** 2,
         "squared_hellinger": lambda lp, lq, t: e(lp) * (1.0 - e(-0.5 * t)) ** 2,
-        "jeffrey": lambda lp, lq, t: (e(lp) - e(lq)) * t,
         "jensen_shannon": lambda lp, lq, t: e(lp) * t - (e(lp) + e(lq)) * (exact_softplus(t) - math.log(2.0)),
         "gan": lambda lp, lq, t: e(lp) * t - (e(lp) + e(lq)) * exact_softplus(t),
         "total_variation": lambda lp, lq, t: 0.5 * (e(lp) - e(lq)).abs(),
     }
-    if div.name == "alpha" and div.alpha is not None:
-        a = div.alpha
-        return lambda lp, lq, t: (e(lp + (a - 1.0) * t) - e(lq) - a * (e(lp) - e(lq))) / (a * (a - 1.0))
-    return forms.get(div.name)
+    # f unbounded as u -> 0: q f(u) = q (1 - u)^2 / u
+    below: dict[str, _Below] = {
+        "neyman": lambda lq, t: e(lq - t) * (-torch.expm1(t)) ** 2,
+    }
+    return above.get(div.name), below.get(div.name)
+
+
+def _log_ratio_bound(dtype: torch.dtype) -> float:
+    """Log-ratios are clamped to +-this before ``u = e^t`` is formed: 700 in float64, less in
+    narrower floats so that ``e^t`` and ``f(e^t)`` stay finite."""
+    return min(700.0, math.log(torch.finfo(dtype).max) - 2.0) if dtype.is_floating_point else 700.0
 
 
 def perspective(
@@ -154,28 +216,52 @@ def perspective(
     lp: Tensor,
     lq: Tensor,
     p_f_over_u: Callable[[Tensor], Tensor] | None = None,
+    q_f_below: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """``q f(p/q)`` from log-densities ``lp``, ``lq``: ``q f(u)`` where ``u = p/q <= 1`` and
     ``p f(u)/u`` where ``u > 1``, so a density that underflows in a tail gives no ``0 * inf``.
 
-    ``u`` is formed from the log-ratio clamped to ``[-700, 700]``; for an ``f`` that grows faster than
-    linearly pass ``p_f_over_u(t)``, the exact ``p f(u)/u`` as a function of ``t = log u >= 0``, which
-    is then used where ``u > 1`` (so log-ratios beyond float range keep their exact value).
+    ``u`` is formed from the log-ratio clamped to ``[-700, 700]`` (less in float32); for an ``f``
+    that grows faster than linearly pass ``p_f_over_u(t)``, the exact ``p f(u)/u`` as a function of
+    ``t = log u >= 0``, which is then used where ``u > 1`` (so log-ratios beyond float range keep
+    their exact value); for an ``f`` unbounded as ``u -> 0`` pass ``q_f_below(lq, t)``, the exact
+    ``q f(u)``, which is then used where ``t`` is below the clamp (``t = -inf`` where ``p = 0``).
+    Each branch is evaluated on inputs inside its own range, so the branch not taken adds no
+    ``nan`` to gradients.
     """
     both_zero = torch.isneginf(lp) & torch.isneginf(lq)
     lr_raw = torch.nan_to_num(lp - lq, nan=0.0)
-    lr = lr_raw.clamp(-700.0, 700.0)
-    fu = f(torch.exp(lr))
-    below = torch.exp(lq) * fu
-    above = torch.exp(lp - lr) * fu if p_f_over_u is None else p_f_over_u(lr_raw.clamp(min=0.0))
+    bound = _log_ratio_bound(lr_raw.dtype)
+    lr = lr_raw.clamp(-bound, bound)
+    if p_f_over_u is None:
+        fu = f(torch.exp(lr))
+        below = torch.exp(lq) * fu
+        above = torch.exp(lp - lr) * fu
+    else:
+        below = torch.exp(lq) * f(torch.exp(lr.clamp(max=0.0)))
+        above = p_f_over_u(lr_raw.clamp(min=0.0))
+    if q_f_below is not None:
+        far = lr_raw < -bound
+        t_far = torch.where(far, lp - lq, torch.full_like(lr_raw, -bound))
+        lq_far = torch.where(far, lq, torch.zeros_like(lq))
+        below = torch.where(far, q_f_below(lq_far, t_far), below)
     val = torch.where(lr <= 0, below, above)
     return torch.where(both_zero, torch.zeros_like(val), val)
 
 
 def divergence_perspective(div: FDivergence, lp: Tensor, lq: Tensor) -> Tensor:
-    """:func:`perspective` for a divergence of this module, with its exact log-space form."""
-    exact = _exact_p_f_over_u(div)
-    return perspective(div.f, lp, lq, None if exact is None else (lambda t: exact(lp, lq, t)))
+    """``q f(p/q)`` for a divergence of :mod:`.fdiv` from log-densities, exact for every ratio.
+
+    KL, reverse KL, Jeffrey and alpha: one log-space expression (no ratio formed); the others:
+    :func:`perspective` with ``div.f`` and their exact log-space forms where the ratio leaves
+    float range. ``0`` where ``p = q = 0``.
+    """
+    full = _full_range_form(div)
+    if full is None:
+        above, below = _exact_forms(div)
+        return perspective(div.f, lp, lq, None if above is None else (lambda t: above(lp, lq, t)), below)
+    val = full(lp, lq)
+    return torch.where(torch.isneginf(lp) & torch.isneginf(lq), torch.zeros_like(val), val)
 
 
 def quad_expectation(
@@ -261,21 +347,29 @@ def mc_divergence(
 ) -> tuple[float, float]:
     r"""Monte Carlo ``D_f(P||Q) ≈ mean_i f(exp(log p(x_i) - log q(x_i)))`` with ``x_i ~ Q``.
 
-    Needs ``q.sample`` and both ``log_prob``; any dimension. Returns ``(estimate, standard_error)``
-    with the standard error ``std / sqrt(n)``. ``generator`` (a ``torch.Generator`` or an int
-    seed) makes the draw reproducible without touching the global RNG.
+    Needs ``q.sample`` and both ``log_prob``; any dimension. ``n``: the number of samples, an
+    integer >= 2. Returns ``(estimate, standard_error)`` with the standard error ``std / sqrt(n)``.
+    ``generator`` (a ``torch.Generator`` or a non-negative int seed) makes the draw reproducible
+    without touching the global RNG; ``None`` draws from the global RNG.
     """
     d = resolve(div, **options)
-    if int(n) < 2:
-        raise ValueError(f"n={n} must be >= 2")
-    n = int(n)
+    try:
+        n = integer_number(n, lo=2)
+    except ValueError as err:
+        raise ValueError(f"n={n!r} not allowed: {err} (the number of samples)") from None
     if generator is None:
         x = q.sample((n,))
     else:
-        if isinstance(generator, int):
-            seed = generator
-        else:
+        if isinstance(generator, torch.Generator):
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        else:
+            try:
+                seed = integer_number(generator, lo=0, hi=2**64 - 1)
+            except ValueError:
+                raise ValueError(
+                    f"generator={generator!r} not allowed: must be a torch.Generator, an integer seed "
+                    f"in [0, 2**64 - 1], or None"
+                ) from None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             x = q.sample((n,))
