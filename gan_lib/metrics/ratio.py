@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from gan_lib.divergences.quadrature import adaptive_integrate, auto_bounds, perspective
 from gan_lib.divergences.scoring import ScoringRule, get_rule
+from gan_lib.validation import is_real
 
 __all__ = ["logit_function", "population_risk", "implied_divergence", "RatioError", "log_ratio_rmse"]
 
@@ -123,8 +124,8 @@ def log_ratio_rmse(
     both densities have mass (each is at least :math:`e^{-L}` times the other); otherwise
     :math:`R` is the whole integration range.
     """
-    if max_abs_log_ratio is not None and not max_abs_log_ratio > 0:
-        raise ValueError(f"max_abs_log_ratio={max_abs_log_ratio} must be > 0 (or None)")
+    if max_abs_log_ratio is not None and not (is_real(max_abs_log_ratio) and max_abs_log_ratio > 0):
+        raise ValueError(f"max_abs_log_ratio={max_abs_log_ratio!r} must be a real number > 0 (or None)")
     a, b = _bounds(p, q, lo, hi)
 
     def parts(x: Tensor) -> tuple[Tensor, Tensor]:
