@@ -35,6 +35,7 @@ from gan_lib.divergences import (
     quad_divergence,
 )
 from gan_lib.divergences.quadrature import adaptive_integrate
+from gan_lib.metrics.ratio import log_ratio_rmse
 from reference import scoring_losses
 
 # --- A. one adaptive quadrature engine ---------------------------------------------------------
@@ -337,3 +338,9 @@ def test_fit_gaussian_refuses_bad_starts(start: tuple) -> None:
 def test_fit_gaussian_refuses_non_finite_bounds() -> None:
     with pytest.raises(ValueError, match="need finite real numbers"):
         fit_gaussian(generator_divergence("kl"), toy.gaussian_1d(0.0, 1.0), mu_bounds=(-float("inf"), 1.0))
+
+
+def test_log_ratio_rmse_refuses_a_non_numeric_threshold() -> None:
+    p, q = toy.gaussian_1d(0.0, 1.0), toy.gaussian_1d(1.0, 1.0)
+    with pytest.raises(ValueError, match=r"max_abs_log_ratio='2' must be a real number > 0"):
+        log_ratio_rmse(lambda x: x, p, q, max_abs_log_ratio="2")
