@@ -36,7 +36,7 @@ book: install
 
 # Every page of the built site in headless Chromium at a 1280-px window (screenshots: _build/screenshots/).
 check-pages: install browser
-	$(BIN)/python -m gan_lib.pipeline.browser _build/html --json _build/check-pages.json
+	$(BIN)/ganbook check-pages _build/html --json _build/check-pages.json
 
 test: install browser
 	rm -rf _build/nbval

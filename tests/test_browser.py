@@ -105,3 +105,15 @@ def test_mathjax_is_served_from_the_site(tmp_path: Path) -> None:
     # favicon requests are the only console noise a minimal book has
     problems = [p for p in report.problems if "favicon" not in p]
     assert problems == []
+
+
+@needs_chromium
+def test_ganbook_check_pages_exit_codes(tmp_path: Path) -> None:
+    from gan_lib.pipeline import cli
+
+    good = _site(tmp_path / "a", "<p>fine</p>") if (tmp_path / "a").mkdir() is None else None
+    bad = _site(tmp_path / "b", '<img src="missing.png">') if (tmp_path / "b").mkdir() is None else None
+    assert cli.main(["check-pages", str(good), "--screenshots", str(tmp_path / "shots")]) == 0
+    assert cli.main(["check-pages", str(bad), "--json", str(tmp_path / "report.json")]) == 1
+    assert "broken image" in (tmp_path / "report.json").read_text()
+    assert cli.main(["check-pages", str(tmp_path / "nothing")]) == 2

@@ -9,8 +9,11 @@
     ganbook params notebooks/01_gan_game.md          list a chapter's parameters and defaults
     ganbook prepare --profile smoke --out DIR        write every chapter as .ipynb with the profile
                                                      injected and nothing run (for pytest --nbval-lax)
+    ganbook check-pages [_build/html]                every built page in headless Chromium at 1280 px:
+                                                     raw TeX, broken images/links, console errors,
+                                                     clipped tables/figures; screenshots kept
 
-Exit status: 0 done, 2 refused (a bad value or option, a folder it cannot write, a build already
+Exit status: 0 done (check-pages: every page passes; 1 when one does not), 2 refused (a bad value or option, a folder it cannot write, a build already
 running, the ``book`` extra not installed), 1 a chapter or the book failed, 130 interrupted
 (Ctrl-C), 143 stopped by SIGTERM.
 """
@@ -104,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--profile", default="smoke", choices=PROFILES)
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--root", type=Path, default=None)
+
+    c = sub.add_parser("check-pages", help="check every built page in headless Chromium at 1280 px")
+    c.add_argument("site", type=Path, nargs="?", default=Path("_build/html"))
+    c.add_argument("--screenshots", type=Path, default=None, help="default: <site>/../screenshots")
+    c.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     return parser
 
 
@@ -171,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.command == "check-pages":
+        from gan_lib.pipeline import browser
+
+        extra = [] if args.screenshots is None else ["--screenshots", str(args.screenshots)]
+        extra += [] if args.json is None else ["--json", str(args.json)]
+        return browser.main([str(args.site), *extra])
     from gan_lib.pipeline import book
 
     logging.basicConfig(level=logging.INFO, format="[ganbook] %(message)s")
