@@ -37,6 +37,7 @@ from .registry import (
     reduce_real_fake,
     reduce_terms,
     register,
+    register_fixed,
 )
 
 __all__ = [
@@ -88,33 +89,20 @@ def ipm_generator(d_fake: Tensor, *, reduction: str = "mean", weights: Weights =
 
 _G = r"-\mathbb{E}_Q[v]"
 
-register(
-    LossSpec(
-        name="wgan",
-        family="ipm",
-        citation="arjovsky2017wgan",
-        options={},
-        factory=lambda: LossParts(
-            wgan_discriminator, ipm_generator, r"\mathbb{E}_Q[v] - \mathbb{E}_P[v]", _G
-        ),
-        summary="Wasserstein-1 critic (needs a Lipschitz constraint: clipping, gradient penalty, spectral norm).",
-    )
+register_fixed(
+    "wgan", "ipm", "arjovsky2017wgan",
+    LossParts(wgan_discriminator, ipm_generator, r"\mathbb{E}_Q[v] - \mathbb{E}_P[v]", _G),
+    "Wasserstein-1 critic (needs a Lipschitz constraint: clipping, gradient penalty, spectral norm).",
 )
-
-register(
-    LossSpec(
-        name="hinge",
-        family="ipm",
-        citation="lim2017geometric",
-        options={},
-        factory=lambda: LossParts(
-            hinge_discriminator,
-            ipm_generator,
-            r"\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + v)]",
-            _G,
-        ),
-        summary="Hinge critic (Geometric GAN, SNGAN); generator as in WGAN.",
-    )
+register_fixed(
+    "hinge", "ipm", "lim2017geometric",
+    LossParts(
+        hinge_discriminator,
+        ipm_generator,
+        r"\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + v)]",
+        _G,
+    ),
+    "Hinge critic (Geometric GAN, SNGAN); generator as in WGAN.",
 )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import LossParts, LossSpec, LossTerms, Weights, reduce_real_fake, reduce_terms, register
+from .registry import LossParts, LossTerms, Weights, reduce_real_fake, reduce_terms, register_fixed
 
 __all__ = ["bce_discriminator", "minimax_generator", "non_saturating_generator"]
 
@@ -58,28 +58,13 @@ def non_saturating_generator(d_fake: Tensor, *, reduction: str = "mean", weights
     return reduce_terms(F.softplus(-d_fake), reduction, weights)
 
 
-register(
-    LossSpec(
-        name="minimax",
-        family="standard",
-        citation="goodfellow2014gan",
-        options={},
-        factory=lambda: LossParts(
-            bce_discriminator, minimax_generator, BCE_D, r"-\mathbb{E}_Q[\mathrm{softplus}(v)]"
-        ),
-        summary="The original zero-sum GAN game; the generator minimises E_Q log(1 - D).",
-    )
+register_fixed(
+    "minimax", "standard", "goodfellow2014gan",
+    LossParts(bce_discriminator, minimax_generator, BCE_D, r"-\mathbb{E}_Q[\mathrm{softplus}(v)]"),
+    "The original zero-sum GAN game; the generator minimises E_Q log(1 - D).",
 )
-
-register(
-    LossSpec(
-        name="non_saturating",
-        family="standard",
-        citation="goodfellow2014gan",
-        options={},
-        factory=lambda: LossParts(
-            bce_discriminator, non_saturating_generator, BCE_D, r"\mathbb{E}_Q[\mathrm{softplus}(-v)]"
-        ),
-        summary="The GAN used in practice: same discriminator, the generator minimises -E_Q log D.",
-    )
+register_fixed(
+    "non_saturating", "standard", "goodfellow2014gan",
+    LossParts(bce_discriminator, non_saturating_generator, BCE_D, r"\mathbb{E}_Q[\mathrm{softplus}(-v)]"),
+    "The GAN used in practice: same discriminator, the generator minimises -E_Q log D.",
 )

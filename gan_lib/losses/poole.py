@@ -43,7 +43,7 @@ from gan_lib.divergences import alpha_f_parts
 from gan_lib.divergences.generator import POOLE_NAMES, generator_divergence
 from gan_lib.validation import alpha_number, boolean, one_of
 
-from .registry import LossParts, LossSpec, Option, Weights, clamp_to_range, reduce_terms, register
+from .registry import LossParts, LossSpec, Option, Weights, clamp_to_range, reduce_terms, register, register_fixed
 from .minimax import BCE_D, bce_discriminator, non_saturating_generator
 
 __all__ = [
@@ -129,40 +129,21 @@ def poole_alpha_generator(d_fake: Tensor, alpha: float, *, reduction: str = "mea
 
 _RKL_G = r"-\mathbb{E}_Q[v]"
 
-register(
-    LossSpec(
-        name="huszar_kl",
-        family="density-ratio",
-        citation="huszar2016alternative",
-        options={},
-        factory=lambda: LossParts(bce_discriminator, reverse_kl_generator, BCE_D, _RKL_G),
-        summary="Huszár's alternative generator update E_Q log((1-D)/D); minimises KL(Q||P) at the optimal D. "
-        "Same implementation as poole_rkl.",
-    )
+register_fixed(
+    "huszar_kl", "density-ratio", "huszar2016alternative",
+    LossParts(bce_discriminator, reverse_kl_generator, BCE_D, _RKL_G),
+    "Huszár's alternative generator update E_Q log((1-D)/D); minimises KL(Q||P) at the optimal D. "
+    "Same implementation as poole_rkl.",
 )
-
-register(
-    LossSpec(
-        name="poole_standard",
-        family="density-ratio",
-        citation="poole2016improved",
-        options={},
-        factory=lambda: LossParts(
-            bce_discriminator, poole_standard_generator, BCE_D, r"\mathbb{E}_Q[\mathrm{softplus}(-v)]"
-        ),
-        summary="GAN-standard: f_G(u) = log(1 + 1/u); the non-saturating generator.",
-    )
+register_fixed(
+    "poole_standard", "density-ratio", "poole2016improved",
+    LossParts(bce_discriminator, poole_standard_generator, BCE_D, r"\mathbb{E}_Q[\mathrm{softplus}(-v)]"),
+    "GAN-standard: f_G(u) = log(1 + 1/u); the non-saturating generator.",
 )
-
-register(
-    LossSpec(
-        name="poole_rkl",
-        family="density-ratio",
-        citation="poole2016improved",
-        options={},
-        factory=lambda: LossParts(bce_discriminator, reverse_kl_generator, BCE_D, _RKL_G),
-        summary="GAN-RKL: f_G(u) = -log u, i.e. KL(Q||P) (mode seeking). Same implementation as huszar_kl.",
-    )
+register_fixed(
+    "poole_rkl", "density-ratio", "poole2016improved",
+    LossParts(bce_discriminator, reverse_kl_generator, BCE_D, _RKL_G),
+    "GAN-RKL: f_G(u) = -log u, i.e. KL(Q||P) (mode seeking). Same implementation as huszar_kl.",
 )
 
 _CLAMP = Option(

@@ -83,6 +83,7 @@ __all__ = [
     "REGISTRY",
     "REDUCTIONS",
     "register",
+    "register_fixed",
     "get",
     "names",
     "table",
@@ -527,6 +528,16 @@ def register(spec: LossSpec) -> LossSpec:
         raise ValueError(f"a loss named {spec.name!r} is already registered")
     _SPECS[spec.name] = spec
     return spec
+
+
+def register_fixed(
+    name: str, family: str, citation: str, parts: LossParts, summary: str, **flags: bool
+) -> LossSpec:
+    """Register a loss that takes no options: ``parts`` are its two halves and their formulas.
+
+    ``flags`` are :class:`LossSpec`'s ``requires_real_in_generator``, ``paired`` and ``batch_statistics``.
+    """
+    return register(LossSpec(name, family, citation, {}, lambda: parts, summary=summary, **flags))
 
 
 def names() -> list[str]:

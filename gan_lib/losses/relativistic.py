@@ -30,14 +30,13 @@ from torch import Tensor
 
 from .registry import (
     LossParts,
-    LossSpec,
     Weights,
     apply_weights,
     check_batch_statistics_call,
     check_same_shape,
     reduce_real_fake,
     reduce_terms,
-    register,
+    register_fixed,
 )
 
 __all__ = ["rgan_discriminator", "rgan_generator", "ragan_discriminator", "ragan_generator"]
@@ -109,39 +108,28 @@ def ragan_generator(d_fake: Tensor, d_real: Tensor, *, reduction: str = "mean", 
     return _ragan(d_fake, d_real, reduction)
 
 
-register(
-    LossSpec(
-        name="rgan",
-        family="relativistic",
-        citation="jolicoeur2019relativistic",
-        options={},
-        factory=lambda: LossParts(
-            rgan_discriminator,
-            rgan_generator,
-            r"\mathbb{E}[\mathrm{softplus}(-(v_r - v_f))]",
-            r"\mathbb{E}[\mathrm{softplus}(-(v_f - v_r))]",
-        ),
-        requires_real_in_generator=True,
-        paired=True,
-        summary="Relativistic standard GAN: real vs fake judged in pairs.",
-    )
+register_fixed(
+    "rgan", "relativistic", "jolicoeur2019relativistic",
+    LossParts(
+        rgan_discriminator,
+        rgan_generator,
+        r"\mathbb{E}[\mathrm{softplus}(-(v_r - v_f))]",
+        r"\mathbb{E}[\mathrm{softplus}(-(v_f - v_r))]",
+    ),
+    "Relativistic standard GAN: real vs fake judged in pairs.",
+    requires_real_in_generator=True,
+    paired=True,
 )
-
-register(
-    LossSpec(
-        name="ragan",
-        family="relativistic",
-        citation="jolicoeur2019relativistic",
-        options={},
-        factory=lambda: LossParts(
-            ragan_discriminator,
-            ragan_generator,
-            r"\mathbb{E}_P[\mathrm{softplus}(\bar v_f - v_r)] + \mathbb{E}_Q[\mathrm{softplus}(v_f - \bar v_r)]",
-            r"\mathbb{E}_Q[\mathrm{softplus}(\bar v_r - v_f)] + \mathbb{E}_P[\mathrm{softplus}(v_r - \bar v_f)]",
-        ),
-        requires_real_in_generator=True,
-        paired=True,
-        batch_statistics=True,
-        summary="Relativistic average GAN: each sample against the other side's batch mean.",
-    )
+register_fixed(
+    "ragan", "relativistic", "jolicoeur2019relativistic",
+    LossParts(
+        ragan_discriminator,
+        ragan_generator,
+        r"\mathbb{E}_P[\mathrm{softplus}(\bar v_f - v_r)] + \mathbb{E}_Q[\mathrm{softplus}(v_f - \bar v_r)]",
+        r"\mathbb{E}_Q[\mathrm{softplus}(\bar v_r - v_f)] + \mathbb{E}_P[\mathrm{softplus}(v_r - \bar v_f)]",
+    ),
+    "Relativistic average GAN: each sample against the other side's batch mean.",
+    requires_real_in_generator=True,
+    paired=True,
+    batch_statistics=True,
 )
