@@ -230,7 +230,7 @@ def generator_divergence(name: str, alpha: float | None = None) -> GeneratorDive
     if name != "alpha":
         if alpha is not None:
             raise ValueError(f"generator divergence {name!r} takes no alpha (got alpha={alpha!r})")
-        return _FIXED[name]()
+        return _FIXED[name]
     if alpha is None:
         raise ValueError("generator divergence 'alpha' needs alpha=<float>, any finite value except 0 and 1")
     try:
@@ -253,56 +253,52 @@ def generator_divergence(name: str, alpha: float | None = None) -> GeneratorDive
     )
 
 
-def _standard() -> GeneratorDivergence:
-    return GeneratorDivergence(
-        name="standard",
-        label="GAN-standard",
-        alpha=None,
-        f=_f_standard(),
-        objective_tex=r"\log(1+e^{-V})",
-        envelope_tex=r"\log(1+e^{-V})+\sigma(-V)",
-        equivalent=_equiv_standard(),
-        equivalent_tex=r"\mathrm{KL}(Q\|P)-2\,\mathrm{JS}(P,Q)+\log 4",
-        loss_name="poole_standard",
-        mode_seeking_at_zero=math.inf,
-        covering_at_infinity=0.0,
+#: The members without an order, by name (GAN-alpha is built per ``alpha`` in :func:`generator_divergence`).
+_FIXED: dict[str, GeneratorDivergence] = {
+    g.name: g
+    for g in (
+        GeneratorDivergence(
+            name="standard",
+            label="GAN-standard",
+            alpha=None,
+            f=_f_standard(),
+            objective_tex=r"\log(1+e^{-V})",
+            envelope_tex=r"\log(1+e^{-V})+\sigma(-V)",
+            equivalent=_equiv_standard(),
+            equivalent_tex=r"\mathrm{KL}(Q\|P)-2\,\mathrm{JS}(P,Q)+\log 4",
+            loss_name="poole_standard",
+            mode_seeking_at_zero=math.inf,
+            covering_at_infinity=0.0,
+        ),
+        GeneratorDivergence(
+            name="rkl",
+            label="GAN-RKL",
+            alpha=None,
+            f=_f_rkl(),
+            objective_tex=r"-V",
+            envelope_tex=r"1-V",
+            equivalent=_f_rkl(),
+            equivalent_tex=r"\mathrm{KL}(Q\|P)",
+            loss_name="poole_rkl",
+            mode_seeking_at_zero=math.inf,
+            covering_at_infinity=0.0,
+        ),
+        GeneratorDivergence(
+            name="kl",
+            label="GAN-KL",
+            alpha=None,
+            f=_f_kl(),
+            objective_tex=r"V e^{V}",
+            envelope_tex=r"-e^{V}",
+            equivalent=_equiv_kl(),
+            equivalent_tex=r"-\tfrac12\,\mathbb{E}_P\big[(\log\tfrac{p}{q})^2\big]",
+            loss_name="poole_kl",
+            loss_options={"clamp": True},
+            mode_seeking_at_zero=0.0,
+            covering_at_infinity=math.inf,
+        ),
     )
-
-
-def _rkl() -> GeneratorDivergence:
-    return GeneratorDivergence(
-        name="rkl",
-        label="GAN-RKL",
-        alpha=None,
-        f=_f_rkl(),
-        objective_tex=r"-V",
-        envelope_tex=r"1-V",
-        equivalent=_f_rkl(),
-        equivalent_tex=r"\mathrm{KL}(Q\|P)",
-        loss_name="poole_rkl",
-        mode_seeking_at_zero=math.inf,
-        covering_at_infinity=0.0,
-    )
-
-
-def _kl() -> GeneratorDivergence:
-    return GeneratorDivergence(
-        name="kl",
-        label="GAN-KL",
-        alpha=None,
-        f=_f_kl(),
-        objective_tex=r"V e^{V}",
-        envelope_tex=r"-e^{V}",
-        equivalent=_equiv_kl(),
-        equivalent_tex=r"-\tfrac12\,\mathbb{E}_P\big[(\log\tfrac{p}{q})^2\big]",
-        loss_name="poole_kl",
-        loss_options={"clamp": True},
-        mode_seeking_at_zero=0.0,
-        covering_at_infinity=math.inf,
-    )
-
-
-_FIXED: dict[str, Callable[[], GeneratorDivergence]] = {"standard": _standard, "rkl": _rkl, "kl": _kl}
+}
 
 
 def poole_family(alphas: Sequence[float] = (-1.0, 0.5, 2.0)) -> list[GeneratorDivergence]:
