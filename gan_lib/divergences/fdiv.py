@@ -206,123 +206,26 @@ def _neg_inv_softplus_of(y: Tensor) -> Tensor:
     return -inverse_softplus(y)
 
 
-def _kl() -> FDivergence:
-    b = LOG_SAFE_BUDGET
-    return FDivergence(
-        name="kl",
-        label="Kullback–Leibler",
-        f=lambda u: torch.xlogy(u, u),
-        f_star=lambda t: torch.exp(t - 1.0),
-        activation=lambda v: v,
-        conjugate_of_activation=lambda v: torch.exp(v - 1.0),
-        t_star=lambda u: 1.0 + torch.log(u),
-        f_prime_1=1.0,
-        f_tex=r"u\log u",
-        f_star_tex=r"e^{t-1}",
-        activation_tex=r"v",
-        t_star_tex=r"1+\log u",
-        dom_tex=r"\mathbb{R}",
-        citation="nowozin2016fgan",
-        safe_logit_range=(-_INF, b + 1.0),
-        dom_star=(-_INF, _INF),
-        activation_inverse=lambda t: t,
-        f_prime_inverse=lambda t: torch.exp(t - 1.0),
-    )
+def _identity(v: Tensor) -> Tensor:
+    return v
 
 
-def _reverse_kl() -> FDivergence:
-    b = LOG_SAFE_BUDGET
-    return FDivergence(
-        name="reverse_kl",
-        label="reverse Kullback–Leibler",
-        f=lambda u: -torch.log(u),
-        f_star=lambda t: -1.0 - torch.log(-t),
-        activation=lambda v: -torch.exp(-v),
-        conjugate_of_activation=lambda v: v - 1.0,
-        t_star=lambda u: -1.0 / u,
-        f_prime_1=-1.0,
-        f_tex=r"-\log u",
-        f_star_tex=r"-1-\log(-t)",
-        activation_tex=r"-e^{-v}",
-        t_star_tex=r"-1/u",
-        dom_tex=r"t<0",
-        citation="nowozin2016fgan",
-        safe_logit_range=(-b, _INF),
-        dom_star=(-_INF, 0.0),
-        activation_inverse=lambda t: -torch.log(-t),
-        f_prime_inverse=lambda t: -1.0 / t,
-    )
-
-
-def _pearson() -> FDivergence:
-    return FDivergence(
-        name="pearson",
-        label="Pearson χ²",
-        f=lambda u: (u - 1.0) ** 2,
-        f_star=lambda t: 0.25 * t * t + t,
-        activation=lambda v: v,
-        conjugate_of_activation=lambda v: 0.25 * v * v + v,
-        t_star=lambda u: 2.0 * (u - 1.0),
-        f_prime_1=0.0,
-        f_tex=r"(u-1)^2",
-        f_star_tex=r"\tfrac14 t^2+t",
-        activation_tex=r"v",
-        t_star_tex=r"2(u-1)",
-        dom_tex=r"\mathbb{R}",
-        citation="nowozin2016fgan",
-        safe_logit_range=None,
-        dom_star=(-_INF, _INF),
-        activation_inverse=lambda t: t,
-        f_prime_inverse=lambda t: 1.0 + 0.5 * t,
-    )
-
-
-def _neyman() -> FDivergence:
-    b = LOG_SAFE_BUDGET
-    return FDivergence(
-        name="neyman",
-        label="Neyman χ²",
-        f=lambda u: (1.0 - u) ** 2 / u,
-        f_star=lambda t: 2.0 - 2.0 * torch.sqrt(1.0 - t),
-        activation=lambda v: -torch.expm1(-v),
-        conjugate_of_activation=lambda v: 2.0 - 2.0 * torch.exp(-0.5 * v),
-        t_star=lambda u: 1.0 - u.pow(-2),
-        f_prime_1=0.0,
-        f_tex=r"(1-u)^2/u",
-        f_star_tex=r"2-2\sqrt{1-t}",
-        activation_tex=r"1-e^{-v}",
-        t_star_tex=r"1-u^{-2}",
-        dom_tex=r"t<1",
-        citation="nowozin2016fgan",
-        safe_logit_range=(-b, _INF),
-        dom_star=(-_INF, 1.0),
-        activation_inverse=lambda t: -torch.log1p(-t),
-        f_prime_inverse=lambda t: torch.rsqrt(1.0 - t),
-    )
-
-
-def _squared_hellinger() -> FDivergence:
-    b = LOG_SAFE_BUDGET
-    return FDivergence(
-        name="squared_hellinger",
-        label="squared Hellinger",
-        f=lambda u: (torch.sqrt(u) - 1.0) ** 2,
-        f_star=lambda t: t / (1.0 - t),
-        activation=lambda v: -torch.expm1(-v),
-        conjugate_of_activation=lambda v: torch.expm1(v),
-        t_star=lambda u: 1.0 - torch.rsqrt(u),
-        f_prime_1=0.0,
-        f_tex=r"(\sqrt{u}-1)^2",
-        f_star_tex=r"t/(1-t)",
-        activation_tex=r"1-e^{-v}",
-        t_star_tex=r"1-u^{-1/2}",
-        dom_tex=r"t<1",
-        citation="nowozin2016fgan",
-        safe_logit_range=(-b, b),
-        dom_star=(-_INF, 1.0),
-        activation_inverse=lambda t: -torch.log1p(-t),
-        f_prime_inverse=lambda t: (1.0 - t).pow(-2),
-    )
+#: Output activations shared by several divergences: ``g_f``, its inverse, its LaTeX, and the domain
+#: of ``f^*`` it maps onto (``dom_tex``, ``dom_star``).
+_IDENTITY_ACTIVATION: dict[str, Any] = dict(
+    activation=_identity,
+    activation_inverse=_identity,
+    activation_tex=r"v",
+    dom_tex=r"\mathbb{R}",
+    dom_star=(-_INF, _INF),
+)
+_ONE_MINUS_EXP_ACTIVATION: dict[str, Any] = dict(
+    activation=lambda v: -torch.expm1(-v),
+    activation_inverse=lambda t: -torch.log1p(-t),
+    activation_tex=r"1-e^{-v}",
+    dom_tex=r"t<1",
+    dom_star=(-_INF, 1.0),
+)
 
 
 def _jeffrey_f_star(t: Tensor) -> Tensor:
@@ -330,54 +233,6 @@ def _jeffrey_f_star(t: Tensor) -> Tensor:
     x = 1.0 - t
     w = wright_omega(x)
     return w + torch.exp(w - x) + t - 2.0
-
-
-def _jeffrey() -> FDivergence:
-    b = LOG_SAFE_BUDGET
-    return FDivergence(
-        name="jeffrey",
-        label="Jeffrey",
-        f=lambda u: (u - 1.0) * torch.log(u),
-        f_star=_jeffrey_f_star,
-        activation=lambda v: v,
-        conjugate_of_activation=_jeffrey_f_star,
-        t_star=lambda u: 1.0 + torch.log(u) - 1.0 / u,
-        f_prime_1=0.0,
-        f_tex=r"(u-1)\log u",
-        f_star_tex=r"W(e^{1-t})+1/W(e^{1-t})+t-2",
-        activation_tex=r"v",
-        t_star_tex=r"1+\log u-1/u",
-        dom_tex=r"\mathbb{R}",
-        citation="nowozin2016fgan",
-        # 1/W(e^{1-v}) ~ e^{v-1}
-        safe_logit_range=(-_INF, b),
-        dom_star=(-_INF, _INF),
-        activation_inverse=lambda t: t,
-        f_prime_inverse=lambda t: torch.exp(wright_omega(1.0 - t) - (1.0 - t)),
-    )
-
-
-def _jensen_shannon() -> FDivergence:
-    return FDivergence(
-        name="jensen_shannon",
-        label="Jensen–Shannon",
-        f=lambda u: torch.xlogy(u, u) - (u + 1.0) * torch.log((u + 1.0) / 2.0),
-        f_star=lambda t: -torch.log(2.0 - torch.exp(t)),
-        activation=lambda v: _LOG2 - exact_softplus(-v),
-        conjugate_of_activation=lambda v: exact_softplus(v) - _LOG2,
-        t_star=lambda u: torch.log(2.0 * u / (1.0 + u)),
-        f_prime_1=0.0,
-        f_tex=r"u\log u-(u+1)\log\tfrac{u+1}{2}",
-        f_star_tex=r"-\log(2-e^{t})",
-        activation_tex=r"\log 2-\log(1+e^{-v})",
-        t_star_tex=r"\log\tfrac{2u}{1+u}",
-        dom_tex=r"t<\log 2",
-        citation="nowozin2016fgan",
-        safe_logit_range=None,
-        dom_star=(-_INF, _LOG2),
-        activation_inverse=lambda t: _neg_inv_softplus_of(_LOG2 - t),
-        f_prime_inverse=lambda t: torch.exp(t) / (2.0 - torch.exp(t)),
-    )
 
 
 def _gan_f(u: Tensor) -> Tensor:
@@ -388,50 +243,174 @@ def _gan_f(u: Tensor) -> Tensor:
     return head - torch.log1p(u)
 
 
-def _gan() -> FDivergence:
-    return FDivergence(
-        name="gan",
-        label="GAN (2·JS − log 4)",
-        f=_gan_f,
-        f_star=lambda t: -torch.log(-torch.expm1(t)),
-        activation=lambda v: -exact_softplus(-v),
-        conjugate_of_activation=lambda v: exact_softplus(v),
-        t_star=lambda u: torch.log(u / (1.0 + u)),
-        f_prime_1=-_LOG2,
-        f_tex=r"u\log u-(u+1)\log(u+1)",
-        f_star_tex=r"-\log(1-e^{t})",
-        activation_tex=r"-\log(1+e^{-v})",
-        t_star_tex=r"\log\tfrac{u}{1+u}",
-        dom_tex=r"t<0",
-        citation="goodfellow2014gan",
-        safe_logit_range=None,
-        dom_star=(-_INF, 0.0),
-        activation_inverse=lambda t: _neg_inv_softplus_of(-t),
-        f_prime_inverse=lambda t: torch.exp(t) / (-torch.expm1(t)),
-    )
+_B = LOG_SAFE_BUDGET
 
-
-def _total_variation() -> FDivergence:
-    return FDivergence(
-        name="total_variation",
-        label="total variation",
-        f=lambda u: 0.5 * torch.abs(u - 1.0),
-        f_star=lambda t: t,
-        activation=lambda v: 0.5 * torch.tanh(v),
-        conjugate_of_activation=lambda v: 0.5 * torch.tanh(v),
-        t_star=lambda u: 0.5 * torch.sign(u - 1.0),
-        f_prime_1=0.0,
-        f_tex=r"\tfrac12|u-1|",
-        f_star_tex=r"t",
-        activation_tex=r"\tfrac12\tanh v",
-        t_star_tex=r"\tfrac12\operatorname{sign}(u-1)",
-        dom_tex=r"|t|\le\tfrac12",
-        citation="nowozin2016fgan",
-        safe_logit_range=None,
-        dom_star=(-0.5, 0.5),
-        activation_inverse=lambda t: torch.atanh(2.0 * t),
-        f_prime_inverse=None,
+#: The divergences without options, by registry key, in the order of the book's table.
+_FIXED: dict[str, FDivergence] = {
+    d.name: d
+    for d in (
+        FDivergence(
+            name="kl",
+            label="Kullback–Leibler",
+            f=lambda u: torch.xlogy(u, u),
+            f_star=lambda t: torch.exp(t - 1.0),
+            conjugate_of_activation=lambda v: torch.exp(v - 1.0),
+            t_star=lambda u: 1.0 + torch.log(u),
+            f_prime_1=1.0,
+            f_tex=r"u\log u",
+            f_star_tex=r"e^{t-1}",
+            t_star_tex=r"1+\log u",
+            citation="nowozin2016fgan",
+            safe_logit_range=(-_INF, _B + 1.0),
+            f_prime_inverse=lambda t: torch.exp(t - 1.0),
+            **_IDENTITY_ACTIVATION,
+        ),
+        FDivergence(
+            name="reverse_kl",
+            label="reverse Kullback–Leibler",
+            f=lambda u: -torch.log(u),
+            f_star=lambda t: -1.0 - torch.log(-t),
+            activation=lambda v: -torch.exp(-v),
+            conjugate_of_activation=lambda v: v - 1.0,
+            t_star=lambda u: -1.0 / u,
+            f_prime_1=-1.0,
+            f_tex=r"-\log u",
+            f_star_tex=r"-1-\log(-t)",
+            activation_tex=r"-e^{-v}",
+            t_star_tex=r"-1/u",
+            dom_tex=r"t<0",
+            citation="nowozin2016fgan",
+            safe_logit_range=(-_B, _INF),
+            dom_star=(-_INF, 0.0),
+            activation_inverse=lambda t: -torch.log(-t),
+            f_prime_inverse=lambda t: -1.0 / t,
+        ),
+        FDivergence(
+            name="pearson",
+            label="Pearson χ²",
+            f=lambda u: (u - 1.0) ** 2,
+            f_star=lambda t: 0.25 * t * t + t,
+            conjugate_of_activation=lambda v: 0.25 * v * v + v,
+            t_star=lambda u: 2.0 * (u - 1.0),
+            f_prime_1=0.0,
+            f_tex=r"(u-1)^2",
+            f_star_tex=r"\tfrac14 t^2+t",
+            t_star_tex=r"2(u-1)",
+            citation="nowozin2016fgan",
+            safe_logit_range=None,
+            f_prime_inverse=lambda t: 1.0 + 0.5 * t,
+            **_IDENTITY_ACTIVATION,
+        ),
+        FDivergence(
+            name="neyman",
+            label="Neyman χ²",
+            f=lambda u: (1.0 - u) ** 2 / u,
+            f_star=lambda t: 2.0 - 2.0 * torch.sqrt(1.0 - t),
+            conjugate_of_activation=lambda v: 2.0 - 2.0 * torch.exp(-0.5 * v),
+            t_star=lambda u: 1.0 - u.pow(-2),
+            f_prime_1=0.0,
+            f_tex=r"(1-u)^2/u",
+            f_star_tex=r"2-2\sqrt{1-t}",
+            t_star_tex=r"1-u^{-2}",
+            citation="nowozin2016fgan",
+            safe_logit_range=(-_B, _INF),
+            f_prime_inverse=lambda t: torch.rsqrt(1.0 - t),
+            **_ONE_MINUS_EXP_ACTIVATION,
+        ),
+        FDivergence(
+            name="squared_hellinger",
+            label="squared Hellinger",
+            f=lambda u: (torch.sqrt(u) - 1.0) ** 2,
+            f_star=lambda t: t / (1.0 - t),
+            conjugate_of_activation=lambda v: torch.expm1(v),
+            t_star=lambda u: 1.0 - torch.rsqrt(u),
+            f_prime_1=0.0,
+            f_tex=r"(\sqrt{u}-1)^2",
+            f_star_tex=r"t/(1-t)",
+            t_star_tex=r"1-u^{-1/2}",
+            citation="nowozin2016fgan",
+            safe_logit_range=(-_B, _B),
+            f_prime_inverse=lambda t: (1.0 - t).pow(-2),
+            **_ONE_MINUS_EXP_ACTIVATION,
+        ),
+        FDivergence(
+            name="jeffrey",
+            label="Jeffrey",
+            f=lambda u: (u - 1.0) * torch.log(u),
+            f_star=_jeffrey_f_star,
+            conjugate_of_activation=_jeffrey_f_star,
+            t_star=lambda u: 1.0 + torch.log(u) - 1.0 / u,
+            f_prime_1=0.0,
+            f_tex=r"(u-1)\log u",
+            f_star_tex=r"W(e^{1-t})+1/W(e^{1-t})+t-2",
+            t_star_tex=r"1+\log u-1/u",
+            citation="nowozin2016fgan",
+            safe_logit_range=(-_INF, _B),  # 1/W(e^{1-v}) ~ e^{v-1}
+            f_prime_inverse=lambda t: torch.exp(wright_omega(1.0 - t) - (1.0 - t)),
+            **_IDENTITY_ACTIVATION,
+        ),
+        FDivergence(
+            name="jensen_shannon",
+            label="Jensen–Shannon",
+            f=lambda u: torch.xlogy(u, u) - (u + 1.0) * torch.log((u + 1.0) / 2.0),
+            f_star=lambda t: -torch.log(2.0 - torch.exp(t)),
+            activation=lambda v: _LOG2 - exact_softplus(-v),
+            conjugate_of_activation=lambda v: exact_softplus(v) - _LOG2,
+            t_star=lambda u: torch.log(2.0 * u / (1.0 + u)),
+            f_prime_1=0.0,
+            f_tex=r"u\log u-(u+1)\log\tfrac{u+1}{2}",
+            f_star_tex=r"-\log(2-e^{t})",
+            activation_tex=r"\log 2-\log(1+e^{-v})",
+            t_star_tex=r"\log\tfrac{2u}{1+u}",
+            dom_tex=r"t<\log 2",
+            citation="nowozin2016fgan",
+            safe_logit_range=None,
+            dom_star=(-_INF, _LOG2),
+            activation_inverse=lambda t: _neg_inv_softplus_of(_LOG2 - t),
+            f_prime_inverse=lambda t: torch.exp(t) / (2.0 - torch.exp(t)),
+        ),
+        FDivergence(
+            name="gan",
+            label="GAN (2·JS − log 4)",
+            f=_gan_f,
+            f_star=lambda t: -torch.log(-torch.expm1(t)),
+            activation=lambda v: -exact_softplus(-v),
+            conjugate_of_activation=lambda v: exact_softplus(v),
+            t_star=lambda u: torch.log(u / (1.0 + u)),
+            f_prime_1=-_LOG2,
+            f_tex=r"u\log u-(u+1)\log(u+1)",
+            f_star_tex=r"-\log(1-e^{t})",
+            activation_tex=r"-\log(1+e^{-v})",
+            t_star_tex=r"\log\tfrac{u}{1+u}",
+            dom_tex=r"t<0",
+            citation="goodfellow2014gan",
+            safe_logit_range=None,
+            dom_star=(-_INF, 0.0),
+            activation_inverse=lambda t: _neg_inv_softplus_of(-t),
+            f_prime_inverse=lambda t: torch.exp(t) / (-torch.expm1(t)),
+        ),
+        FDivergence(
+            name="total_variation",
+            label="total variation",
+            f=lambda u: 0.5 * torch.abs(u - 1.0),
+            f_star=lambda t: t,
+            activation=lambda v: 0.5 * torch.tanh(v),
+            conjugate_of_activation=lambda v: 0.5 * torch.tanh(v),
+            t_star=lambda u: 0.5 * torch.sign(u - 1.0),
+            f_prime_1=0.0,
+            f_tex=r"\tfrac12|u-1|",
+            f_star_tex=r"t",
+            activation_tex=r"\tfrac12\tanh v",
+            t_star_tex=r"\tfrac12\operatorname{sign}(u-1)",
+            dom_tex=r"|t|\le\tfrac12",
+            citation="nowozin2016fgan",
+            safe_logit_range=None,
+            dom_star=(-0.5, 0.5),
+            activation_inverse=lambda t: torch.atanh(2.0 * t),
+            f_prime_inverse=None,
+        ),
     )
+}
 
 
 def alpha_f_parts(l: Tensor, alpha: float) -> tuple[Tensor, float]:
@@ -497,6 +476,20 @@ def _alpha(alpha: float) -> FDivergence:
     def f_prime_inverse(t: Tensor) -> Tensor:
         return torch.exp(torch.log1p((a - 1.0) * t) / (a - 1.0))
 
+    # what both branches share: f, its derivative and the derivative's inverse
+    common: dict[str, Any] = dict(
+        name="alpha",
+        label=f"α-divergence (α = {a:g})",
+        f=f,
+        t_star=t_star,
+        f_prime_1=0.0,
+        f_tex=r"\frac{u^{\alpha}-1-\alpha(u-1)}{\alpha(\alpha-1)}",
+        t_star_tex=r"\frac{u^{\alpha-1}-1}{\alpha-1}",
+        citation="nowozin2016fgan",
+        f_prime_inverse=f_prime_inverse,
+        alpha=a,
+    )
+
     def power_of_base(t: Tensor, lowest: float) -> Tensor:
         # (t(a-1) + 1)^c - 1 = expm1(c log1p((a-1) t)): exact as a -> 1 (c -> inf, (a-1) t -> 0),
         # where the printed (t(a-1) + 1)^c amplifies the rounding of t(a-1) + 1 by |c|.
@@ -543,25 +536,16 @@ def _alpha(alpha: float) -> FDivergence:
             return torch.expm1(c * log_base) / a
 
         return FDivergence(
-            name="alpha",
-            label=f"α-divergence (α = {a:g})",
-            f=f,
             f_star=f_star,
             activation=activation,
             conjugate_of_activation=conj,
-            t_star=t_star,
-            f_prime_1=0.0,
-            f_tex=r"\frac{u^{\alpha}-1-\alpha(u-1)}{\alpha(\alpha-1)}",
             f_star_tex=r"\tfrac1\alpha\big(t(\alpha-1)+1\big)^{\alpha/(\alpha-1)}-\tfrac1\alpha",
             activation_tex=r"\tfrac{1}{1-\alpha}-\log(1+e^{-v})",
-            t_star_tex=r"\frac{u^{\alpha-1}-1}{\alpha-1}",
             dom_tex=r"t<\tfrac{1}{1-\alpha}",
-            citation="nowozin2016fgan",
             safe_logit_range=safe,
             dom_star=(-_INF, hi_t),
             activation_inverse=lambda t: _neg_inv_softplus_of(hi_t - t),
-            f_prime_inverse=f_prime_inverse,
-            alpha=a,
+            **common,
         )
 
     def f_star_exact(t: Tensor) -> Tensor:
@@ -574,49 +558,19 @@ def _alpha(alpha: float) -> FDivergence:
     v_hi = math.expm1(b / c) / (a - 1.0)
     safe_hi: tuple[float, float] | None = None if v_hi > 1e4 else (-_INF, v_hi)
     return FDivergence(
-        name="alpha",
-        label=f"α-divergence (α = {a:g})",
-        f=f,
         f_star=f_star_exact,
-        activation=lambda v: v,
         conjugate_of_activation=f_star_exact,
-        t_star=t_star,
-        f_prime_1=0.0,
-        f_tex=r"\frac{u^{\alpha}-1-\alpha(u-1)}{\alpha(\alpha-1)}",
         f_star_tex=(
             r"\tfrac1\alpha\big(\max(t(\alpha-1)+1,0)\big)^{\alpha/(\alpha-1)}-\tfrac1\alpha"
         ),
-        activation_tex=r"v",
-        t_star_tex=r"\frac{u^{\alpha-1}-1}{\alpha-1}",
-        dom_tex=r"\mathbb{R}",
-        citation="nowozin2016fgan",
         safe_logit_range=safe_hi,
-        dom_star=(-_INF, _INF),
-        activation_inverse=lambda t: t,
-        f_prime_inverse=f_prime_inverse,
-        alpha=a,
+        **_IDENTITY_ACTIVATION,
+        **common,
     )
 
 
-_BUILDERS: dict[str, Callable[[], FDivergence]] = {
-    "kl": _kl,
-    "reverse_kl": _reverse_kl,
-    "pearson": _pearson,
-    "neyman": _neyman,
-    "squared_hellinger": _squared_hellinger,
-    "jeffrey": _jeffrey,
-    "jensen_shannon": _jensen_shannon,
-    "gan": _gan,
-    "total_variation": _total_variation,
-}
-
 #: Registry keys, in the order of the book's table.
-DIVERGENCES: tuple[str, ...] = tuple(_BUILDERS) + ("alpha",)
-
-
-@lru_cache(maxsize=None)
-def _cached(name: str) -> FDivergence:
-    return _BUILDERS[name]()
+DIVERGENCES: tuple[str, ...] = tuple(_FIXED) + ("alpha",)
 
 
 def get_divergence(name: str, **options: Any) -> FDivergence:
@@ -640,7 +594,7 @@ def get_divergence(name: str, **options: Any) -> FDivergence:
         return _alpha(a)
     if options:
         raise ValueError(f"divergence {name!r} takes no options; got {sorted(options)}")
-    return _cached(name)
+    return _FIXED[name]
 
 
 def resolve(div: str | FDivergence, **options: Any) -> FDivergence:
