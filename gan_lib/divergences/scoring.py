@@ -311,33 +311,38 @@ def _logit_hinge(ratio: torch.Tensor) -> torch.Tensor:
 
 _SCORE_CITE = "mohamed2016implicit"
 
-bernoulli = ScoringRule(
+#: What every strictly proper rule shares: the population minimiser is the log ratio.
+_STRICTLY_PROPER: dict[str, Any] = dict(proper=True, strictly_proper=True, optimal_logit=_logit_log_ratio)
+
+
+def _rule(loss_real: Pointwise, loss_fake: Pointwise, **fields: Any) -> ScoringRule:
+    """A :class:`ScoringRule` whose two pointwise losses check their logits (:func:`_pointwise`)."""
+    return ScoringRule(loss_real=_pointwise(loss_real, "v"), loss_fake=_pointwise(loss_fake, "v"), **fields)
+
+
+bernoulli = _rule(
+    _bernoulli_real,
+    _bernoulli_fake,
     name="bernoulli",
     label="Bernoulli (log) loss",
-    loss_real=_pointwise(_bernoulli_real, "v"),
-    loss_fake=_pointwise(_bernoulli_fake, "v"),
     score_tex=r"\mathbb{E}_{p^*}[\log \mathcal{D}] + \mathbb{E}_{p}[\log(1-\mathcal{D})]",
     loss_tex=r"\mathbb{E}_{P}[\operatorname{softplus}(-v)] + \mathbb{E}_{Q}[\operatorname{softplus}(v)]",
-    proper=True,
-    strictly_proper=True,
     citation=f"{_SCORE_CITE},good1952rational,gneiting2007scoring",
     implied_f=_f_bernoulli,
     f_tex=r"u\log u - (u+1)\log(u+1)",
     divergence="Jensen-Shannon",
     divergence_tex=r"\int q\,f(p/q) = 2\,\mathrm{JS}(P\,\|\,Q) - \log 4",
-    optimal_logit=_logit_log_ratio,
+    **_STRICTLY_PROPER,
     minimiser_note="unique: v* = log r, D* = r/(1+r).",
 )
 
-brier = ScoringRule(
+brier = _rule(
+    _brier_real,
+    _brier_fake,
     name="brier",
     label="Brier score",
-    loss_real=_pointwise(_brier_real, "v"),
-    loss_fake=_pointwise(_brier_fake, "v"),
     score_tex=r"\mathbb{E}_{p^*}[-(1-\mathcal{D})^2] + \mathbb{E}_{p}[-\mathcal{D}^2]",
     loss_tex=r"\mathbb{E}_{P}[\sigma(-v)^2] + \mathbb{E}_{Q}[\sigma(v)^2]",
-    proper=True,
-    strictly_proper=True,
     citation=f"{_SCORE_CITE},brier1950verification,gneiting2007scoring",
     implied_f=_f_brier,
     f_tex=r"-\frac{u}{1+u}",
@@ -346,15 +351,15 @@ brier = ScoringRule(
         r"\int q\,f(p/q) = \tfrac14\,\Delta(P,Q) - \tfrac12,\quad "
         r"\Delta(P,Q) = \int \frac{(p-q)^2}{p+q}"
     ),
-    optimal_logit=_logit_log_ratio,
+    **_STRICTLY_PROPER,
     minimiser_note="unique: v* = log r, D* = r/(1+r).",
 )
 
-exponential = ScoringRule(
+exponential = _rule(
+    _exponential_real,
+    _exponential_fake,
     name="exponential",
     label="Exponential (boosting) loss",
-    loss_real=_pointwise(_exponential_real, "v"),
-    loss_fake=_pointwise(_exponential_fake, "v"),
     # Rosca's slide writes (-(1-D)/D)^{1/2}, the square root of a negative number; the intended
     # maximised score puts the minus sign outside the root, as below.
     score_tex=(
@@ -362,8 +367,6 @@ exponential = ScoringRule(
         r" + \mathbb{E}_{p}\left[-\left(\frac{\mathcal{D}}{1-\mathcal{D}}\right)^{1/2}\right]"
     ),
     loss_tex=r"\mathbb{E}_{P}[e^{-v/2}] + \mathbb{E}_{Q}[e^{v/2}]",
-    proper=True,
-    strictly_proper=True,
     citation=f"{_SCORE_CITE},buja2005loss,friedman2000additive",
     implied_f=_f_exponential,
     f_tex=r"-2\sqrt{u}",
@@ -371,7 +374,7 @@ exponential = ScoringRule(
     divergence_tex=(
         r"\int q\,f(p/q) = H^2(P,Q) - 2,\quad H^2(P,Q) = \int (\sqrt{p} - \sqrt{q})^2"
     ),
-    optimal_logit=_logit_log_ratio,
+    **_STRICTLY_PROPER,
     minimiser_note=(
         "unique: v* = log r, D* = r/(1+r). The loss is unbounded in v; the implementation clamps v "
         "to +-exp_logit_clamp(dtype) (about 150 in float32), beyond which the gradient is zero."
@@ -381,11 +384,11 @@ exponential = ScoringRule(
 # The 0-1 rule: ``loss`` returns the exact empirical 0-1 risk (ties D = 1/2 count as errors on P).
 # Its gradient is identically zero (the logits stay in the autograd graph so ``backward()`` runs),
 # so gradient descent cannot train a network with it -- no surrogate is substituted here.
-misclassification = ScoringRule(
+misclassification = _rule(
+    _misclassification_real,
+    _misclassification_fake,
     name="misclassification",
     label="Misclassification (0-1) loss",
-    loss_real=_pointwise(_misclassification_real, "v"),
-    loss_fake=_pointwise(_misclassification_fake, "v"),
     score_tex=(
         r"\mathbb{E}_{p^*}[-\mathbb{I}[\mathcal{D} \le 0.5]] + \mathbb{E}_{p}[-\mathbb{I}[\mathcal{D} > 0.5]]"
     ),
@@ -404,11 +407,11 @@ misclassification = ScoringRule(
     ),
 )
 
-hinge = ScoringRule(
+hinge = _rule(
+    _hinge_real,
+    _hinge_fake,
     name="hinge",
     label="Hinge loss (on the logit)",
-    loss_real=_pointwise(_hinge_real, "v"),
-    loss_fake=_pointwise(_hinge_fake, "v"),
     score_tex=(
         r"\mathbb{E}_{p^*}\left[-\max\left(0, 1 - \log\frac{\mathcal{D}}{1-\mathcal{D}}\right)\right]"
         r" + \mathbb{E}_{p}\left[-\max\left(0, 1 + \log\frac{\mathcal{D}}{1-\mathcal{D}}\right)\right]"
@@ -428,18 +431,16 @@ hinge = ScoringRule(
     ),
 )
 
-spherical = ScoringRule(
+spherical = _rule(
+    _spherical_real,
+    _spherical_fake,
     name="spherical",
     label="Spherical score",
-    loss_real=_pointwise(_spherical_real, "v"),
-    loss_fake=_pointwise(_spherical_fake, "v"),
     score_tex=(
         r"\mathbb{E}_{p^*}[\alpha\mathcal{D}] + \mathbb{E}_{p}[\alpha(1-\mathcal{D})];\quad "
         r"\alpha = (1 - 2\mathcal{D} + 2\mathcal{D}^2)^{-1/2}"
     ),
     loss_tex=r"-\mathbb{E}_{P}[(1+e^{-2v})^{-1/2}] - \mathbb{E}_{Q}[(1+e^{2v})^{-1/2}]",
-    proper=True,
-    strictly_proper=True,
     citation=f"{_SCORE_CITE},gneiting2007scoring",
     implied_f=_f_spherical,
     f_tex=r"\sqrt{1+u^2}",
@@ -448,7 +449,7 @@ spherical = ScoringRule(
         r"\int q\,f(p/q) = \int \sqrt{p^2+q^2};\quad "
         r"\tilde f(u) = \sqrt{1+u^2} - \frac{1+u}{\sqrt 2} \ge 0,\ \tilde f(1) = 0"
     ),
-    optimal_logit=_logit_log_ratio,
+    **_STRICTLY_PROPER,
     minimiser_note="unique: v* = log r, D* = r/(1+r) (Cauchy-Schwarz: (D, 1-D) parallel to (r, 1)).",
 )
 
