@@ -26,6 +26,14 @@ __all__ = ["fit_location_scale", "fit_mlp_gan"]
 Sampler = Callable[[int], torch.Tensor]
 
 
+class _WithSquare(nn.Module):
+    """``x -> (x, x^2)`` on the last axis: lets an MLP represent a log density ratio that falls off
+    quadratically in the tails (two Gaussians), which ReLU-type units extrapolate only linearly."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x * x], dim=-1)
+
+
 def fit_location_scale(
     loss: LossLike,
     sample_real: Sampler,
@@ -42,6 +50,7 @@ def fit_location_scale(
     sigma: float = 1.0,
     log_every: int | None = None,
     record_path: bool = True,
+    quadratic_features: bool = False,
     progress: bool = False,
     desc: str = "location-scale GAN",
 ) -> tuple[LocationScale, np.ndarray | None]:
@@ -51,11 +60,13 @@ def fit_location_scale(
     ``d_steps`` discriminator steps per generator step, Adam with ``lr_g`` and ``lr_d``. Returns the
     trained generator and, if ``record_path``, its path: an array of rows ``(step, mu, sigma)``,
     the first at step 0 (the start), then one every ``log_every`` generator steps (default: about
-    50 rows) and one at the last step; ``None`` otherwise.
+    50 rows) and one at the last step; ``None`` otherwise. With ``quadratic_features`` the
+    discriminator reads ``(x, x^2)`` instead of ``x``, so its logit can fall off quadratically in the
+    tails like the log ratio of two Gaussians.
     """
     set_seed(seed)
     gen = LocationScale(1, mu, sigma)
-    disc = mlp(1, 1, hidden, depth)
+    disc = nn.Sequential(_WithSquare(), mlp(2, 1, hidden, depth)) if quadratic_features else mlp(1, 1, hidden, depth)
     path: list[tuple[float, float, float]] = []
 
     def record(step: int, _: dict[str, float]) -> None:
