@@ -344,3 +344,36 @@ def test_log_ratio_rmse_refuses_a_non_numeric_threshold() -> None:
     p, q = toy.gaussian_1d(0.0, 1.0), toy.gaussian_1d(1.0, 1.0)
     with pytest.raises(ValueError, match=r"max_abs_log_ratio='2' must be a real number > 0"):
         log_ratio_rmse(lambda x: x, p, q, max_abs_log_ratio="2")
+
+
+class _Uniform:
+    """A uniform density on [a, b] whose log_prob is -inf outside (torch's refuses such points)."""
+
+    def __init__(self, a: float, b: float) -> None:
+        self.a, self.b = a, b
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        inside = (x >= self.a) & (x <= self.b)
+        return torch.where(inside, torch.full_like(x, -math.log(self.b - self.a)), torch.full_like(x, -math.inf))
+
+
+@pytest.mark.parametrize("shift", [0.25, 0.5, 2.0])
+def test_jsd_of_uniforms_with_disjoint_or_partial_overlap(shift: float) -> None:
+    # JSD(U(0,1), U(s,s+1)) = min(s, 1) log 2: the non-overlapping mass contributes p log 2 on each
+    # side (the limit of q f(p/q) as q -> 0), the overlap nothing. Before the fix the q = 0 side
+    # contributed 0, halving the value for disjoint supports.
+    from gan_lib.divergences import jsd
+
+    got = jsd(_Uniform(0.0, 1.0), _Uniform(shift, shift + 1.0), lo=-1.0, hi=shift + 2.0)
+    assert got == pytest.approx(min(shift, 1.0) * math.log(2.0), rel=1e-9)
+
+
+def test_gan_perspective_where_q_is_zero_is_zero() -> None:
+    from gan_lib.divergences import divergence_perspective, get_divergence
+
+    lp = torch.tensor([0.0, -1.0], dtype=torch.float64)
+    lq = torch.tensor([-math.inf, -math.inf], dtype=torch.float64)
+    js = divergence_perspective(get_divergence("jensen_shannon"), lp, lq)
+    gan = divergence_perspective(get_divergence("gan"), lp, lq)
+    torch.testing.assert_close(js, torch.exp(lp) * math.log(2.0))
+    torch.testing.assert_close(gan, torch.zeros_like(lp))

@@ -180,6 +180,11 @@ def _full_range_form(div: FDivergence) -> _Full | None:
     return None
 
 
+def _q_times(lq: Tensor, t: Tensor) -> Tensor:
+    """``-q t`` with ``q = e^lq``, ``0`` where ``q = 0`` (``t`` may then be infinite)."""
+    return torch.where(torch.isneginf(lq), torch.zeros_like(t), -torch.exp(lq) * t)
+
+
 def _exact_forms(div: FDivergence) -> tuple[_Above | None, _Below | None]:
     """Exact log-space forms of ``q f(p/q)`` for a divergence of :mod:`.fdiv` without a full-range
     form, for :func:`perspective`.
@@ -194,8 +199,10 @@ def _exact_forms(div: FDivergence) -> tuple[_Above | None, _Below | None]:
         "pearson": lambda lp, lq, t: e(lp + t) - 2.0 * e(lp) + e(lq),
         "neyman": lambda lp, lq, t: e(lp) * (1.0 - e(-t)) ** 2,
         "squared_hellinger": lambda lp, lq, t: e(lp) * (1.0 - e(-0.5 * t)) ** 2,
-        "jensen_shannon": lambda lp, lq, t: e(lp) * t - (e(lp) + e(lq)) * (exact_softplus(t) - math.log(2.0)),
-        "gan": lambda lp, lq, t: e(lp) * t - (e(lp) + e(lq)) * exact_softplus(t),
+        # p t - (p + q) softplus(t) written as -q t - (p + q) softplus(-t): no cancellation of two
+        # terms of size p t, so q = 0 (t = +inf) gives the limits p log 2 and 0 exactly
+        "jensen_shannon": lambda lp, lq, t: _q_times(lq, t) + (e(lp) + e(lq)) * (math.log(2.0) - exact_softplus(-t)),
+        "gan": lambda lp, lq, t: _q_times(lq, t) - (e(lp) + e(lq)) * exact_softplus(-t),
         "total_variation": lambda lp, lq, t: 0.5 * (e(lp) - e(lq)).abs(),
     }
     # f unbounded as u -> 0: q f(u) = q (1 - u)^2 / u
