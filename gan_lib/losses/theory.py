@@ -580,7 +580,7 @@ def _poole_family(options: Mapping[str, Mapping[str, Any]]) -> dict[str, LossThe
     alpha_div = get_divergence("alpha", alpha=a)
     envelope_of = options["poole_envelope"]["divergence"]
     if envelope_of != "standard":
-        raise NotImplementedError("the theory of poole_envelope is written for its default divergence='standard'")
+        raise ValueError("the theory of poole_envelope is written for its default divergence='standard'")
     standard = generator_divergence("standard")
     a_tex = f"{a:g}"
     return {
@@ -700,7 +700,7 @@ def _fgan_optimal_logit(div: FDivergence) -> Callable[[Tensor], Tensor]:
 def _fgan_entry(name: str, options: Mapping[str, Any]) -> LossTheory:
     div_name = name.removeprefix("fgan_")
     if options["generator"] != "minimax":
-        raise NotImplementedError("the theory of the f-GAN losses is written for generator='minimax' (the default)")
+        raise ValueError("the theory of the f-GAN losses is written for generator='minimax' (the default)")
     if div_name == "alpha":
         a = float(options["alpha"])
         div = get_divergence("alpha", alpha=a)
@@ -793,7 +793,7 @@ def _lsgan_pearson_f_tilde() -> LogFunction:
 def _lsgan_entry(options: Mapping[str, Any]) -> LossTheory:
     a, b, c = (float(options[k]) for k in ("a", "b", "c"))
     if (a, b, c) != (0.0, 1.0, 1.0):
-        raise NotImplementedError("the theory of lsgan is written for its default codes a=0, b=1, c=1")
+        raise ValueError("the theory of lsgan is written for its default codes a=0, b=1, c=1")
     f_tilde = _lsgan_f_tilde()
 
     def critic(p: Dist, q: Dist) -> Critic:

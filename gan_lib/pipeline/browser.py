@@ -37,7 +37,7 @@ __all__ = ["PageReport", "check_site", "main"]
 
 WIDTH = 1280
 HEIGHT = 900
-_MAX_SHOT_HEIGHT = 16000
+_MAX_SHOT_HEIGHT = 32000
 _SKIP = {"genindex.html", "search.html", "py-modindex.html"}
 
 # Runs in the page once MathJax is done; returns the problems found, as strings.
