@@ -171,12 +171,21 @@ def _broken(site: Path, base: str, href: str) -> bool:
     return bool(fragment) and target.suffix == ".html" and fragment not in _ids(target)
 
 
+def _is_redirect(page: Path) -> bool:
+    """A page that only forwards to another (Jupyter Book's root ``index.html``)."""
+    head = page.read_text(encoding="utf-8", errors="replace")[:2000].lower()
+    return 'http-equiv="refresh"' in head and "<article" not in head
+
+
 def check_site(site: Path, screenshots: Path | None = None) -> list[PageReport]:
     """Check every page of ``site``; return one :class:`PageReport` per page."""
     site = Path(site).resolve()
     if not (site / "index.html").is_file():
         raise FileNotFoundError(f"{site} holds no index.html: build the book first (make book)")
-    pages = sorted(p for p in site.rglob("*.html") if p.name not in _SKIP and "_static" not in p.parts)
+    pages = sorted(
+        p for p in site.rglob("*.html")
+        if p.name not in _SKIP and "_static" not in p.parts and not _is_redirect(p)
+    )
     if screenshots is not None:
         screenshots.mkdir(parents=True, exist_ok=True)
     reports = []
