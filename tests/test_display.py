@@ -162,3 +162,12 @@ def test_check_refuses_an_ill_formed_call(kwargs: dict, shown: list[str]) -> Non
 def test_check_refuses_a_value_that_is_not_a_number(shown: list[str]) -> None:
     with pytest.raises(TypeError, match=r"value=\[1\.0, 2\.0\]"):
         display.check("claim", [1.0, 2.0], 1.0, 0.1)
+
+
+def test_mean_se_against_hand_values() -> None:
+    from gan_lib.pipeline.display import mean_se
+
+    # mean 2, sample sd sqrt(((1-2)^2 + 0 + (3-2)^2) / 2) = 1, se = 1/sqrt(3) = 0.577
+    assert mean_se([1.0, 2.0, 3.0], ".3f") == "2.000 ± 0.577"
+    with pytest.raises(ValueError, match="at least 2 values"):
+        mean_se([1.0])

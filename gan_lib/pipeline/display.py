@@ -20,7 +20,7 @@ from typing import Any
 
 import IPython.display as ipd
 
-__all__ = ["glue", "glue_text", "markdown_table", "tex", "check"]
+__all__ = ["glue", "glue_text", "markdown_table", "tex", "check", "mean_se"]
 
 #: What :func:`glue_text` glues for a missing value (``None`` or NaN).
 MISSING = "—"
@@ -51,6 +51,17 @@ def glue_text(name: str, value: Any, fmt: str = ".3f", *, missing: str = MISSING
     else:
         text = format(value, fmt)
     glue(name, text)
+
+
+def mean_se(values: Any, fmt: str = ".3f") -> str:
+    """``"mean ± standard error"`` of a sample (standard deviation with ``ddof=1`` over ``sqrt(n)``),
+    both in ``fmt``; needs at least two values."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float).ravel()
+    if x.size < 2:
+        raise ValueError(f"mean_se needs at least 2 values for a standard error; got {x.size}")
+    return f"{x.mean():{fmt}} ± {x.std(ddof=1) / math.sqrt(x.size):{fmt}}"
 
 
 def markdown_table(df: Any) -> str:
