@@ -85,10 +85,20 @@ return [problems, links, document.documentElement.scrollHeight];
 """
 
 _WAIT_MATHJAX = r"""
+// MathJax's configuration object exists before its (deferred) script has run, so wait, for up to
+// 45 s, until the script has created MathJax.startup, then wait for its typesetting promise.
 const done = arguments[arguments.length - 1];
-if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-  MathJax.startup.promise.then(() => done('ok')).catch((e) => done('error: ' + e));
-} else { done(window.MathJax ? 'no-startup' : 'no-mathjax'); }
+const t0 = Date.now();
+const poll = () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(() => done('ok')).catch((e) => done('error: ' + e));
+  } else if (Date.now() - t0 > 45000) {
+    done(window.MathJax ? 'no-startup' : 'no-mathjax');
+  } else if (!window.MathJax && document.readyState === 'complete' && Date.now() - t0 > 2000) {
+    done('no-mathjax');
+  } else { setTimeout(poll, 100); }
+};
+poll();
 """
 
 
