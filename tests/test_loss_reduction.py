@@ -8,7 +8,7 @@ The conventions under test (see :mod:`gan_lib.losses.registry`):
 * ``mean``: ``sum(w l) / n`` per term (``n`` counts zero weights too), the terms added;
 * ``sum``: ``sum(w l)`` per term; ``none``: ``w l`` (``LossTerms(real, fake)`` for two-term
   discriminators); a paired loss (``rgan``) weights pair ``i`` by ``weights_real[i] * weights_fake[i]``;
-* losses with batch statistics (``ragan``, ``kl_hinge``): ``mean`` and ``sum`` only, no weights.
+* losses with batch statistics (``ragan``, ``kl_hinge``, ``chi2_hinge``): ``mean`` and ``sum`` only, no weights.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy import special
+from scipy import optimize, special
 
 from gan_lib import losses
 from gan_lib.divergences import get_divergence, variational_bound
@@ -39,7 +39,7 @@ W_FAKE = RNG.uniform(0.2, 2.0, size=(5,))
 W_FAKE[2] = 0.0
 W_FAKE_PAIRED = RNG.uniform(0.2, 2.0, size=(4,))  # broadcast over the first dimension
 
-BATCH_STATISTICS = {"ragan", "kl_hinge"}
+BATCH_STATISTICS = {"ragan", "kl_hinge", "chi2_hinge"}
 PAIRED = {"rgan", "ragan"}
 
 
@@ -136,14 +136,23 @@ def _kl_w(f: Array) -> Array:
     return np.exp(f) / np.mean(np.exp(f))
 
 
+def _chi2_w(f: Array) -> Array:
+    """max(0, 1 + (f - lam)/2) with lam solving mean = 1 by Brent's method (not by sorting)."""
+    excess = lambda lam: np.mean(np.maximum(0.0, 1.0 + (f - lam) / 2.0)) - 1.0  # noqa: E731
+    lam = optimize.brentq(excess, f.min() - 2.0, f.max() + 2.0, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+    return np.maximum(0.0, 1.0 + (f - lam) / 2.0)
+
+
 #: batch-statistic losses: (real terms, fake terms) given both whole batches
 BATCH_D: dict[str, Callable[[Array, Array], tuple[Array, Array]]] = {
     "ragan": lambda r, f: (-log_d(r - f.mean()), -log_1md(f - r.mean())),
     "kl_hinge": lambda r, f: (np.maximum(0.0, 1.0 - r), np.maximum(0.0, 1.0 + _kl_w(f) * f)),
+    "chi2_hinge": lambda r, f: (np.maximum(0.0, 1.0 - r), np.maximum(0.0, 1.0 + _chi2_w(f) * f)),
 }
 BATCH_G: dict[str, Callable[[Array, Array], tuple[Array, ...]]] = {
     "ragan": lambda f, r: (-log_d(f - r.mean()), -log_1md(r - f.mean())),
     "kl_hinge": lambda f, r: (-_kl_w(f) * f,),
+    "chi2_hinge": lambda f, r: (-_chi2_w(f) * f,),
 }
 
 

@@ -16,7 +16,7 @@ per-sample weights (``torch.nn.functional`` / TF-GAN conventions, defined in
 
 Families (one module each): :mod:`.minimax` (``minimax``, ``non_saturating``), :mod:`.fgan`
 (``fgan_<divergence>``), :mod:`.poole` (``poole_standard``, ``poole_rkl``, ``huszar_kl``,
-``poole_kl``, ``poole_alpha``), :mod:`.lsgan` (``lsgan``), :mod:`.ipm` (``wgan``, ``hinge``, ``kl_hinge``),
+``poole_kl``, ``poole_alpha``), :mod:`.lsgan` (``lsgan``), :mod:`.ipm` (``wgan``, ``hinge``, ``kl_hinge``, ``chi2_hinge``),
 :mod:`.relativistic` (``rgan``, ``ragan``). Regularisers (gradient penalty, R1, weight clipping,
 spectral norm) are functions in :mod:`.regularisers`.
 """

@@ -16,6 +16,11 @@ half ``-\mathbb{E}_Q[v]`` (one implementation, :func:`ipm_generator`).
   ``\min_{r \in \Delta(Q)} \mathbb{E}_Q[f(r) - r v]`` for the KL ``f``. The weights couple the
   samples of a batch, so the loss depends on the batch size, and it takes ``reduction="mean"``
   or ``"sum"`` only, without per-sample weights (``GANLoss.batch_statistics``).
+* ``chi2_hinge`` ("chi^2-WGAN", derived here from the objective of Song & Ermon 2020, who name it
+  but release no code for it): the same hinge loss with the weights that solve that problem for the
+  Pearson ``f(u) = (u - 1)^2``, ``r_i = \max(0, 1 + (v_i - \lambda)/2)`` with ``\lambda`` making
+  the mean weight one (:func:`chi2_batch_weights`, the Euclidean projection of ``1 + v/2`` onto
+  the weights with mean one, found exactly by sorting).
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ __all__ = [
     "kl_batch_weights",
     "kl_hinge_discriminator",
     "kl_hinge_generator",
+    "chi2_batch_weights",
+    "chi2_hinge_discriminator",
+    "chi2_hinge_generator",
 ]
 
 
@@ -115,8 +123,35 @@ def kl_batch_weights(d_fake: Tensor) -> Tensor:
     return weights if d_fake.dim() == 1 else weights.reshape(d_fake.shape)
 
 
-def _weighted_fake(d_fake: Tensor, detach_weights: bool) -> Tensor:
-    weights = kl_batch_weights(d_fake)
+def chi2_batch_weights(d_fake: Tensor) -> Tensor:
+    r"""In-batch chi^2 weights ``r_i = \max(0, 1 + (v_i - \lambda)/2)``, ``\tfrac1n\sum_i r_i = 1``.
+
+    The minimiser of ``\tfrac1n\sum_i [(r_i - 1)^2 - r_i v_i]`` over ``r_i \ge 0`` with mean one,
+    the Pearson case of the objective ``\min_{r \in \Delta(Q)} \mathbb{E}_Q[f(r) - r v]`` of Song &
+    Ermon (2020): since ``(r - 1)^2 - r v = (r - 1 - v/2)^2 - v - v^2/4``, it is the Euclidean
+    projection of ``1 + v/2`` onto ``\{r \ge 0, \sum_i r_i = n\}`` (a sparsemax, Martins &
+    Astudillo 2016). With the values sorted, ``v_{(1)} \ge \dots \ge v_{(n)}``, the support is the
+    ``k`` largest, ``k`` the largest index with ``1 + (v_{(k)} - \lambda_k)/2 > 0`` where
+    ``\lambda_k = \tfrac1k\sum_{j \le k} v_{(j)} + 2 - 2n/k``; then ``\lambda = \lambda_k``.
+    Exact (no bisection), invariant to a shift of ``v``; where no weight is clipped,
+    ``r_i = 1 + (v_i - \bar v)/2``. Same shape and dtype as ``d_fake`` (float16 / bfloat16 are
+    computed in float32); gradients flow through the sort and ``\lambda``.
+    """
+    flat = d_fake.flatten()
+    v = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
+    n = v.numel()
+    ordered = torch.sort(v, descending=True).values
+    k = torch.arange(1, n + 1, dtype=v.dtype, device=v.device)
+    lam_k = (torch.cumsum(ordered, 0) + 2.0 * (k - n)) / k
+    support = (1.0 + 0.5 * (ordered - lam_k)) > 0  # a prefix of the sorted values; k = 1 always in it
+    last = (support.sum() - 1).clamp(min=0).reshape(1)
+    lam = torch.gather(lam_k, 0, last)
+    weights = torch.relu(1.0 + 0.5 * (v - lam)).to(d_fake.dtype)
+    return weights if d_fake.dim() == 1 else weights.reshape(d_fake.shape)
+
+
+def _weighted_fake(d_fake: Tensor, detach_weights: bool, batch_weights: Any = kl_batch_weights) -> Tensor:
+    weights = batch_weights(d_fake)
     return d_fake * (weights.detach() if detach_weights else weights)
 
 
@@ -188,5 +223,78 @@ register(
         factory=_kl_hinge_factory,
         batch_statistics=True,
         summary="KL-WGAN: hinge loss on fake critic values reweighted in-batch by n*softmax(v).",
+    )
+)
+
+
+_CHI2_COUPLING = "the in-batch chi^2 weights r = max(0, 1 + (v_fake - lambda)/2) with mean 1"
+
+
+def chi2_hinge_discriminator(
+    d_real: Tensor,
+    d_fake: Tensor,
+    detach_weights: bool = False,
+    *,
+    reduction: str = "mean",
+    weights_real: Weights = None,
+    weights_fake: Weights = None,
+) -> Tensor:
+    r"""chi^2-WGAN critic loss, the Pearson case of Song & Ermon (2020).
+
+    ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]`` with
+    ``r_i = \max(0, 1 + (v_i - \lambda)/2)`` over the batch (:func:`chi2_batch_weights`); gradients
+    flow through ``r`` unless ``detach_weights``. ``reduction`` ``"mean"`` or ``"sum"`` only, and no
+    per-sample weights (the ``r`` couple the fakes of a batch).
+    """
+    reduction = check_batch_statistics_call(
+        "chi2_hinge", _CHI2_COUPLING, reduction, weights_real=weights_real, weights_fake=weights_fake
+    )
+    weighted = _weighted_fake(d_fake, detach_weights, chi2_batch_weights)
+    return reduce_real_fake(F.relu(1.0 - d_real), F.relu(1.0 + weighted), reduction)
+
+
+def chi2_hinge_generator(
+    d_fake: Tensor, detach_weights: bool = False, *, reduction: str = "mean", weights: Weights = None
+) -> Tensor:
+    r"""chi^2-WGAN generator loss ``-\mathbb{E}_Q[r v]``, ``r_i = \max(0, 1 + (v_i - \lambda)/2)``.
+
+    ``reduction`` ``"mean"`` or ``"sum"`` only, and no per-sample weights (the ``r`` couple the batch).
+    """
+    reduction = check_batch_statistics_call("chi2_hinge", _CHI2_COUPLING, reduction, weights=weights)
+    return reduce_terms(_weighted_fake(d_fake, detach_weights, chi2_batch_weights), reduction, scale=-1.0)
+
+
+def _chi2_hinge_factory(detach_weights: bool) -> LossParts:
+    def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor:
+        return chi2_hinge_discriminator(d_real, d_fake, detach_weights, **reduce)
+
+    def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
+        return chi2_hinge_generator(d_fake, detach_weights, **reduce)
+
+    return LossParts(
+        discriminator,
+        generator,
+        r"\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]",
+        r"-\mathbb{E}_Q[r v]",
+        where=r"r_i = \max\big(0, 1 + (v_i - \lambda)/2\big),\ \tfrac1n\textstyle\sum_i r_i = 1",
+    )
+
+
+register(
+    LossSpec(
+        name="chi2_hinge",
+        family="ipm",
+        citation="song2020bridging",
+        options={
+            "detach_weights": Option(
+                False,
+                boolean,
+                "True or False",
+                "treat the in-batch weights r as constants in the gradient",
+            )
+        },
+        factory=_chi2_hinge_factory,
+        batch_statistics=True,
+        summary="chi^2-WGAN: hinge loss on fake critic values reweighted in-batch by the projection max(0, 1 + (v - lambda)/2).",
     )
 )

@@ -69,7 +69,7 @@ from gan_lib.divergences import (
 )
 
 from . import registry
-from .ipm import kl_batch_weights
+from .ipm import chi2_batch_weights, kl_batch_weights
 
 __all__ = [
     "Quantity",
@@ -957,6 +957,25 @@ def _ipm_family(options: Mapping[str, Mapping[str, Any]]) -> dict[str, LossTheor
             rises.append(objective(w / w.mean()) - objective(r))
         return min(rises), None
 
+    def chi2_objective(w: Tensor, v: Tensor) -> float:
+        return float(((w - 1.0) ** 2 - w * v).mean())
+
+    def chi2_weights_value(p: Dist, q: Dist) -> tuple[float, float]:
+        # a batch whose weights are all positive: r = 1 + (v - mean v)/2, minimum -mean v - var v / 4
+        v = 0.6 * torch.sin(torch.arange(64, dtype=torch.float64))
+        return chi2_objective(chi2_batch_weights(v), v), float(-v.mean() - v.var(unbiased=False) / 4.0)
+
+    def chi2_weights_rise(p: Dist, q: Dist) -> tuple[float, None]:
+        # a batch where 30 of the 64 weights are clipped to 0: every move towards another feasible
+        # weighting (all ones, the KL weights, all mass on the worst sample) raises the objective
+        v = 6.0 * torch.sin(torch.arange(64, dtype=torch.float64))
+        r = chi2_batch_weights(v)
+        point = torch.zeros_like(v)
+        point[int(torch.argmin(v))] = float(v.numel())
+        rises = [chi2_objective(0.95 * r + 0.05 * u, v) - chi2_objective(r, v)
+                 for u in (torch.ones_like(v), kl_batch_weights(v), point)]
+        return min(rises), None
+
     no_constraint = (
         "the unconstrained critic; with a Lipschitz critic (spectral norm, as in {cite:t}`miyato2018spectral`) "
         "the optimum has no closed form that we know of"
@@ -1037,6 +1056,39 @@ def _ipm_family(options: Mapping[str, Mapping[str, Any]]) -> dict[str, LossTheor
                 Claim(
                     "... and moving the weights away from $r$ (three directions, mean kept 1) raises it",
                     kl_weights_rise,
+                    "positive",
+                ),
+            ),
+        ),
+        "chi2_hinge": LossTheory(
+            name="chi2_hinge",
+            options=dict(options["chi2_hinge"]),
+            optimum=_unknown(
+                "the in-batch weights couple the fakes of a batch; we know no closed form of the population "
+                "optimum (the weights are the Pearson case of {cite:t}`song2020bridging`, derived in chapter 6)"
+            ),
+            critic=None,
+            discriminator_value=_unknown(_NO_CLOSED_FORM),
+            generator_value=_unknown(_NO_CLOSED_FORM),
+            follows=_unknown(_NO_CLOSED_FORM),
+            mode_note=_NO_CLOSED_FORM,
+            where=(
+                r"r_i = \max\big(0, 1 + (v_i - \lambda)/2\big),\ \lambda \text{ such that } "
+                r"\tfrac1n\textstyle\sum_i r_i = 1",
+            ),
+            functions=(_LM + "ipm.chi2_hinge_discriminator", _LM + "ipm.chi2_hinge_generator"),
+            claims=(
+                Claim(
+                    "The weights $r_i = \\max(0, 1 + (v_i - \\lambda)/2)$ minimise "
+                    "$\\tfrac1n\\sum_i \\big((r_i - 1)^2 - r_i v_i\\big)$ over weights $r_i \\ge 0$ with mean 1 "
+                    "(the Pearson case of {cite:t}`song2020bridging`); where none is clipped the minimum is "
+                    "$-\\bar v - \\tfrac14 \\overline{(v - \\bar v)^2}$",
+                    chi2_weights_value,
+                ),
+                Claim(
+                    "... and on a batch where 30 of 64 weights are clipped to 0, moving them towards any other "
+                    "feasible weights (all ones, the KL weights, all mass on the lowest $v$) raises it",
+                    chi2_weights_rise,
                     "positive",
                 ),
             ),

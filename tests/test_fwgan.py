@@ -1,0 +1,204 @@
+"""The in-batch weights of f-WGAN (Song & Ermon 2020) and the losses built on them.
+
+* Both weight formulas (KL: ``n softmax(v)``; chi^2: ``max(0, 1 + (v - lambda)/2)``) against a direct
+  numerical minimisation of ``(1/n) sum_i f(r_i) - r_i v_i`` over ``r_i >= 0`` with mean one
+  (``scipy.optimize.minimize``, SLSQP, on the constrained problem);
+* the chi^2 weights against ``lambda`` found by Brent's method (not by sorting), their shift
+  invariance, shape and dtype handling;
+* the gradients the critic and the generator get, with and without detached weights, against
+  central differences of numpy references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import optimize
+
+from gan_lib import losses
+from gan_lib.losses.ipm import chi2_batch_weights, kl_batch_weights
+
+RNG = np.random.default_rng(6)
+
+
+def kl_f(u: np.ndarray) -> np.ndarray:
+    return u * np.log(np.maximum(u, 1e-300))
+
+
+def chi2_f(u: np.ndarray) -> np.ndarray:
+    return (u - 1.0) ** 2
+
+
+def minimise_over_simplex(v: np.ndarray, f, positive: bool) -> np.ndarray:
+    """argmin over r >= 0 (> 0 for KL), mean r = 1, of mean(f(r) - r v), by SLSQP from r = 1."""
+    n = v.size
+
+    def objective(r: np.ndarray) -> float:
+        return float(np.mean(f(r) - r * v))
+
+    lower = 1e-12 if positive else 0.0
+    result = optimize.minimize(
+        objective,
+        np.ones(n),
+        method="SLSQP",
+        bounds=[(lower, n)] * n,
+        constraints=[{"type": "eq", "fun": lambda r: np.mean(r) - 1.0}],
+        options={"ftol": 1e-15, "maxiter": 2000},
+    )
+    assert result.success, result.message
+    return result.x
+
+
+def brent_chi2(v: np.ndarray) -> np.ndarray:
+    excess = lambda lam: np.mean(np.maximum(0.0, 1.0 + (v - lam) / 2.0)) - 1.0  # noqa: E731
+    lam = optimize.brentq(excess, v.min() - 2.0, v.max() + 2.0, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+    return np.maximum(0.0, 1.0 + (v - lam) / 2.0)
+
+
+BATCHES = {
+    "mild": 0.5 * RNG.standard_normal(12),  # no chi^2 weight clipped
+    "spread": 2.5 * RNG.standard_normal(12),  # several clipped
+    "outlier": np.array([4.0, 0.1, -0.2, 0.0, 0.3, -0.1, 0.2, -0.3]),  # one sample takes most weight
+    "ties": np.array([1.0, 1.0, -1.0, -1.0, -3.0, 2.0]),
+}
+
+
+@pytest.mark.parametrize("case", list(BATCHES))
+def test_kl_weights_minimise_the_objective(case: str) -> None:
+    v = BATCHES[case]
+    numeric = minimise_over_simplex(v, kl_f, positive=True)
+    w = kl_batch_weights(torch.as_tensor(v)).numpy()
+    objective = lambda r: np.mean(kl_f(r) - r * v)  # noqa: E731
+    # the closed form is at least as good as SLSQP's answer, and close to it
+    assert objective(w) <= objective(numeric) + 1e-12
+    np.testing.assert_allclose(w, numeric, atol=2e-5)
+    assert objective(w) == pytest.approx(-np.log(np.mean(np.exp(v))), abs=1e-12)
+
+
+@pytest.mark.parametrize("case", list(BATCHES))
+def test_chi2_weights_minimise_the_objective(case: str) -> None:
+    v = BATCHES[case]
+    numeric = minimise_over_simplex(v, chi2_f, positive=False)
+    w = chi2_batch_weights(torch.as_tensor(v)).numpy()
+    objective = lambda r: np.mean(chi2_f(r) - r * v)  # noqa: E731
+    assert objective(w) <= objective(numeric) + 1e-12
+    np.testing.assert_allclose(w, numeric, atol=1e-6)
+    np.testing.assert_allclose(w, brent_chi2(v), rtol=1e-12, atol=1e-12)
+    assert w.min() >= 0.0 and w.mean() == pytest.approx(1.0, rel=1e-14)
+
+
+def test_chi2_clipping_happens_where_expected() -> None:
+    assert (chi2_batch_weights(torch.as_tensor(BATCHES["mild"])) > 0).all()
+    spread = chi2_batch_weights(torch.as_tensor(BATCHES["spread"]))
+    assert 0 < int((spread == 0).sum()) < spread.numel() - 1
+    # no clipping: r = 1 + (v - mean v)/2 exactly
+    v = BATCHES["mild"]
+    np.testing.assert_allclose(chi2_batch_weights(torch.as_tensor(v)).numpy(), 1.0 + (v - v.mean()) / 2.0, rtol=1e-13)
+    # a batch of one: weight 1; equal values: weights 1
+    assert float(chi2_batch_weights(torch.tensor([3.7], dtype=torch.float64))) == 1.0
+    assert torch.equal(chi2_batch_weights(torch.full((5,), -2.0, dtype=torch.float64)), torch.ones(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n", [2, 7, 64, 257])
+def test_chi2_weights_random_batches_against_brent(n: int) -> None:
+    gen = np.random.default_rng(n)
+    for scale in (0.1, 1.0, 5.0, 50.0):
+        v = scale * gen.standard_normal(n)
+        w = chi2_batch_weights(torch.as_tensor(v)).numpy()
+        np.testing.assert_allclose(w, brent_chi2(v), rtol=1e-10, atol=1e-10 * scale)
+        # shift invariance
+        shifted = chi2_batch_weights(torch.as_tensor(v + 123.0)).numpy()
+        np.testing.assert_allclose(shifted, w, atol=1e-9 * max(1.0, scale))
+
+
+def test_weights_keep_shape_and_dtype() -> None:
+    v = torch.as_tensor(RNG.standard_normal((4, 6)))
+    for fn in (kl_batch_weights, chi2_batch_weights):
+        w = fn(v)
+        assert w.shape == v.shape and w.dtype == v.dtype
+        assert float(w.mean()) == pytest.approx(1.0, rel=1e-14)  # one batch of 24, not four of 6
+    w = chi2_batch_weights(v)
+    np.testing.assert_allclose(w.numpy().ravel(), brent_chi2(v.numpy().ravel()), rtol=1e-12, atol=1e-12)
+    for dtype in (torch.float32, torch.bfloat16):
+        low = chi2_batch_weights(v.to(dtype))
+        assert low.dtype == dtype
+        np.testing.assert_allclose(low.double().numpy(), w.numpy(), atol=2e-2 if dtype is torch.bfloat16 else 1e-5)
+
+
+def test_chi2_hinge_is_hinge_for_equal_critic_values() -> None:
+    real = torch.tensor([0.3, -0.8, 1.7], dtype=torch.float64)
+    flat = torch.full((6,), 0.4, dtype=torch.float64)
+    chi2, hinge = losses.get("chi2_hinge"), losses.get("hinge")
+    assert float(chi2.discriminator(real, flat)) == pytest.approx(float(hinge.discriminator(real, flat)), rel=1e-15)
+    assert float(chi2.generator(flat)) == pytest.approx(float(hinge.generator(flat)), rel=1e-15)
+
+
+# ------------------------------------------------------------------------------------------------
+# gradients, with and without detached weights, against central differences of numpy references
+# ------------------------------------------------------------------------------------------------
+
+def _numpy_weights(name: str, v: np.ndarray) -> np.ndarray:
+    return np.exp(v) / np.mean(np.exp(v)) if name == "kl_hinge" else brent_chi2(v)
+
+
+def _fd(fun, v: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    out = np.empty_like(v)
+    for j in range(v.size):
+        e = np.zeros_like(v)
+        e[j] = eps
+        out[j] = (fun(v + e) - fun(v - e)) / (2 * eps)
+    return out
+
+
+V_REAL = np.array([0.9, -0.4, 1.6, 0.2, -1.1])
+V_FAKE = np.array([1.3, -2.4, 0.35, -0.8, 2.1, -3.3, 0.05])  # chi^2 clips the two lowest
+
+
+@pytest.mark.parametrize("name", ["kl_hinge", "chi2_hinge"])
+def test_gradients_with_and_without_detached_weights(name: str) -> None:
+    w0 = _numpy_weights(name, V_FAKE)
+    if name == "chi2_hinge":
+        assert int((w0 == 0).sum()) == 2
+    # references: weights that move with v (full) or stay at their value at V_FAKE (detached)
+    g_full_ref = lambda f: -np.mean(_numpy_weights(name, f) * f)  # noqa: E731
+    g_det_ref = lambda f: -np.mean(w0 * f)  # noqa: E731
+    d_full_ref = lambda f: np.mean(np.maximum(0.0, 1.0 - V_REAL)) + np.mean(  # noqa: E731
+        np.maximum(0.0, 1.0 + _numpy_weights(name, f) * f)
+    )
+    d_det_ref = lambda f: np.mean(np.maximum(0.0, 1.0 - V_REAL)) + np.mean(np.maximum(0.0, 1.0 + w0 * f))  # noqa: E731
+    for detach, g_ref, d_ref in ((False, g_full_ref, d_full_ref), (True, g_det_ref, d_det_ref)):
+        loss = losses.get(name, detach_weights=detach)
+        f = torch.as_tensor(V_FAKE).clone().requires_grad_(True)
+        r = torch.as_tensor(V_REAL)
+        (g_grad,) = torch.autograd.grad(loss.generator(f), f)
+        (d_grad,) = torch.autograd.grad(loss.discriminator(r, f), f)
+        np.testing.assert_allclose(g_grad.numpy(), _fd(g_ref, V_FAKE), atol=1e-8)
+        np.testing.assert_allclose(d_grad.numpy(), _fd(d_ref, V_FAKE), atol=1e-8)
+    # detached: the generator pushes every fake up in proportion to its weight, -r_i / n
+    f = torch.as_tensor(V_FAKE).clone().requires_grad_(True)
+    (g_det,) = torch.autograd.grad(losses.get(name, detach_weights=True).generator(f), f)
+    np.testing.assert_allclose(g_det.numpy(), -w0 / V_FAKE.size, rtol=1e-12, atol=1e-15)
+
+
+def test_closed_forms_of_the_full_generator_gradients() -> None:
+    """KL: -(r_j/n)(1 + v_j - mean(r v)); chi^2: -(1/n)(r_j + (v_j - mean_S v)/2) on the support S, 0 off it."""
+    n = V_FAKE.size
+    r = np.exp(V_FAKE) / np.mean(np.exp(V_FAKE))
+    kl_closed = -(r / n) * (1.0 + V_FAKE - np.mean(r * V_FAKE))
+    w = brent_chi2(V_FAKE)
+    support = w > 0
+    chi2_closed = np.where(support, -(w + (V_FAKE - V_FAKE[support].mean()) / 2.0) / n, 0.0)
+    for name, closed in (("kl_hinge", kl_closed), ("chi2_hinge", chi2_closed)):
+        f = torch.as_tensor(V_FAKE).clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(losses.get(name).generator(f), f)
+        np.testing.assert_allclose(grad.numpy(), closed, rtol=1e-12, atol=1e-15)
+    # the KL gradient through the weights pushes the worst fakes *down*: 1 + v_j < mean(r v)
+    assert kl_closed[np.argmin(V_FAKE)] > 0
+
+
+def test_chi2_weights_under_vmap_match_per_row() -> None:
+    v = torch.as_tensor(RNG.standard_normal((3, 9)) * 2.0)
+    batched = torch.func.vmap(chi2_batch_weights)(v)
+    for k in range(3):
+        np.testing.assert_allclose(batched[k].numpy(), brent_chi2(v[k].numpy()), rtol=1e-12, atol=1e-12)
