@@ -1,7 +1,14 @@
-"""Data with known densities. :mod:`.toy`: low-dimensional Gaussians and Gaussian mixtures
-(``torch.distributions`` objects with ``log_prob`` and ``sample``)."""
+"""Data with known densities.
+
+- :mod:`.toy`: low-dimensional Gaussians and Gaussian mixtures (``torch.distributions`` objects
+  with ``log_prob`` and ``sample``).
+- :mod:`.two_d`: the 2-D datasets of Song & Ermon (2020) and two mode-collapse mixtures, by name
+  (``get(name, **options)``, ``names_2d()``), with exact ``log_prob`` and seeded ``sample``.
+"""
 
 from .toy import *  # noqa: F401,F403
 from .toy import __all__ as _toy_all
+from .two_d import *  # noqa: F401,F403
+from .two_d import __all__ as _two_d_all
 
-__all__ = [*_toy_all]
+__all__ = [*_toy_all, *_two_d_all]
