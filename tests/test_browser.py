@@ -74,6 +74,28 @@ def test_each_defect_is_reported(tmp_path: Path, body: str, expected: str) -> No
     assert any(expected in p for p in report.problems), report.problems
 
 
+LATE_MATHJAX = """<p>x</p><script>
+window.MathJax = {{tex: {{}}}};  // the configuration exists at once, as on a Jupyter Book page
+setTimeout(() => {{ window.MathJax.startup = {{promise: Promise.resolve()}}; }}, {delay});
+</script>"""
+
+
+@needs_chromium
+def test_mathjax_that_starts_late_is_waited_for(tmp_path: Path) -> None:
+    """CI once failed a page because MathJax's deferred script had not yet created MathJax.startup."""
+    site = _site(tmp_path, LATE_MATHJAX.format(delay=1500))
+    (report,) = browser.check_site(site, None)
+    assert report.problems == []
+
+
+@needs_chromium
+def test_mathjax_that_never_starts_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(browser, "MATHJAX_START_S", 1.0)
+    site = _site(tmp_path, LATE_MATHJAX.format(delay=10**6))
+    (report,) = browser.check_site(site, None)
+    assert report.problems == ["MathJax did not finish: no-startup"]
+
+
 def test_missing_site_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no index.html"):
         browser.check_site(tmp_path, None)

@@ -86,13 +86,14 @@ return [problems, links, document.documentElement.scrollHeight];
 
 _WAIT_MATHJAX = r"""
 // MathJax's configuration object exists before its (deferred) script has run, so wait, for up to
-// 45 s, until the script has created MathJax.startup, then wait for its typesetting promise.
+// arguments[0] ms, until the script has created MathJax.startup, then for its typesetting promise.
 const done = arguments[arguments.length - 1];
+const limit = arguments[0];
 const t0 = Date.now();
 const poll = () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
     MathJax.startup.promise.then(() => done('ok')).catch((e) => done('error: ' + e));
-  } else if (Date.now() - t0 > 45000) {
+  } else if (Date.now() - t0 > limit) {
     done(window.MathJax ? 'no-startup' : 'no-mathjax');
   } else if (!window.MathJax && document.readyState === 'complete' && Date.now() - t0 > 2000) {
     done('no-mathjax');
@@ -100,6 +101,10 @@ const poll = () => {
 };
 poll();
 """
+
+
+#: How long a page may take to start MathJax (its script is deferred) before the check gives up.
+MATHJAX_START_S = 45.0
 
 
 @dataclass
@@ -202,13 +207,13 @@ def check_site(site: Path, screenshots: Path | None = None) -> list[PageReport]:
     with _serve(site) as base:
         driver = _driver()
         try:
-            driver.set_script_timeout(60)
+            driver.set_script_timeout(MATHJAX_START_S + 60)
             for page in pages:
                 rel = page.relative_to(site).as_posix()
                 report = PageReport(rel)
                 driver.set_window_size(WIDTH, HEIGHT)
                 driver.get(base + rel)
-                state = driver.execute_async_script(_WAIT_MATHJAX)
+                state = driver.execute_async_script(_WAIT_MATHJAX, int(MATHJAX_START_S * 1000))
                 if state not in ("ok", "no-mathjax"):
                     report.problems.append(f"MathJax did not finish: {state}")
                 problems, links, height = driver.execute_script(_PAGE_JS)
