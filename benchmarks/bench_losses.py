@@ -74,6 +74,17 @@ def _kl_w(f: Tensor) -> Tensor:
     return f.numel() * torch.softmax(f, dim=0)
 
 
+def _chi2_w(f: Tensor) -> Tensor:
+    # r_i = max(0, u_i - theta), u = 1 + v/2, theta so that sum r = n: the sort-based projection
+    n = f.numel()
+    u = 1.0 + 0.5 * f
+    s, _ = torch.sort(u, descending=True)
+    k = torch.arange(1, n + 1, dtype=f.dtype)
+    theta_k = (torch.cumsum(s, 0) - n) / k
+    rho = int((s - theta_k > 0).nonzero().max())
+    return torch.clamp(u - theta_k[rho], min=0.0)
+
+
 #: name -> (discriminator, generator), each a bare function of (d_real, d_fake), at default options.
 BARE: dict[str, tuple[Half, Half]] = {
     "minimax": (_bce_d, lambda r, f: -_sp(f).mean()),
@@ -109,6 +120,10 @@ BARE: dict[str, tuple[Half, Half]] = {
     "kl_hinge": (
         lambda r, f: F.relu(1.0 - r).mean() + F.relu(1.0 + _kl_w(f) * f).mean(),
         lambda r, f: -(_kl_w(f) * f).mean(),
+    ),
+    "chi2_hinge": (
+        lambda r, f: F.relu(1.0 - r).mean() + F.relu(1.0 + _chi2_w(f) * f).mean(),
+        lambda r, f: -(_chi2_w(f) * f).mean(),
     ),
     "rgan": (lambda r, f: _sp(f - r).mean(), lambda r, f: _sp(r - f).mean()),
     "ragan": (
