@@ -1,0 +1,836 @@
+r"""Many small GANs trained at once: ``K`` independent members as one batched computation.
+
+Member ``k`` is a generator ``G_k: R^{z} -> R^d`` and a critic ``D_k: R^d -> R`` (MLPs
+``z -> width (x depth) -> d`` and ``d -> width (x depth) -> 1`` with LeakyReLU(0.2)), trained on its
+own data with its own loss (any name of :func:`gan_lib.losses.names`, with options), its own
+regulariser, its own learning rates and its own seed. The ``K`` generators are one
+:class:`gan_lib.nets.BatchedMLP`, the ``K`` critics another, so every layer of every member is one
+``torch.baddbmm`` call; the members share no parameter, so the gradient of the sum of the members'
+losses with respect to member ``k`` is the gradient of member ``k``'s loss alone.
+
+The protocol is Song & Ermon's (2020, ``song2020bridging``) for their 2-D experiments: every epoch
+shuffles the ``N`` training points into batches of ``batch_size`` (the last one smaller); for each
+batch, ``n_critic`` critic steps with fresh noise ``z ~ N(0, I)`` on the same real batch, then one
+generator step. The optimiser is RMSprop (``alpha = 0.99``, ``eps = 1e-8``, their choice) or Adam,
+written here over the stacked ``(K, ...)`` tensors (:class:`StackedRMSprop`, :class:`StackedAdam`)
+so that each member has its own learning rate; both take exactly the steps of ``torch.optim``'s
+single-tensor implementations.
+
+Regularisers of the critic, one per member:
+
+* ``"gp"``: ``lambda E[(||grad D(x_hat)|| - 1)^2]``, ``x_hat = e x_real + (1 - e) x_fake``,
+  ``e ~ U[0, 1]`` per sample (Gulrajani et al. 2017), ``lambda`` = ``reg_weight``;
+* ``"r1"``: ``(gamma / 2) E_P[||grad D(x)||^2]`` on the real batch (Mescheder et al. 2018),
+  ``gamma`` = ``reg_weight``;
+* ``"spectral_norm"``: every critic weight divided by its largest singular value, estimated by one
+  power iteration per training step with a persistent vector per layer, as
+  ``torch.nn.utils.parametrizations.spectral_norm`` does (Miyato et al. 2018);
+* ``"clip"``: every critic parameter clamped to ``[-clip, clip]`` after each critic step
+  (Arjovsky et al. 2017).
+
+Reproducibility: every random draw of member ``k`` comes from its own ``torch.Generator`` seeded
+with its ``seed``, in this order: the generator's layers (weight then bias, as ``nn.Linear`` draws
+them: uniform in ``+-1/sqrt(fan_in)``), the critic's layers, the spectral-norm vectors (per layer
+``u`` then ``v``, standard normal, normalised; 15 power iterations follow the cast to ``dtype``); then, per epoch, one
+``randperm(N)``; per critic step ``randn(n, z)`` (and ``rand(n, 1)`` for ``"gp"``); per generator
+step ``randn(n, z)``. A member's trajectory therefore does not depend on which members share the
+ensemble: training it alone, or in any other company, gives the same numbers (up to float rounding
+of the batched products).
+
+Losses whose terms share batch statistics (``kl_hinge``, ``ragan``) are evaluated member by member
+on each member's ``(n,)`` outputs; every other loss once per group of members that share it, on
+their ``(K_g, n)`` outputs with ``reduction="none"``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+from tqdm import tqdm
+
+from gan_lib import losses as _losses
+from gan_lib.losses.registry import LossTerms
+from gan_lib.nets import BatchedMLP
+from gan_lib.validation import integer_number, is_integer, is_real, one_of, real_number
+
+__all__ = [
+    "REGULARISERS",
+    "OPTIMISERS",
+    "MemberSpec",
+    "EnsembleConfig",
+    "EnsembleHistory",
+    "EnsembleResult",
+    "StackedRMSprop",
+    "StackedAdam",
+    "train_ensemble",
+    "concat_results",
+]
+
+REGULARISERS: tuple[str, ...] = ("none", "gp", "r1", "spectral_norm", "clip")
+"""Critic regularisers a member may use (module docstring)."""
+
+OPTIMISERS: tuple[str, ...] = ("rmsprop", "adam")
+"""Optimisers of :class:`EnsembleConfig` (the same for both networks and every member)."""
+
+_SN_EPS = 1e-12  # torch.nn.utils.parametrizations.spectral_norm's eps
+_SN_INIT_ITERATIONS = 15  # power iterations at initialisation, as torch's spectral_norm does
+
+Data = Union[Tensor, Sequence[Tensor], Mapping[str, Tensor]]
+
+
+# ----------------------------------------------------------------------------------------------
+# Specifications
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One member of an ensemble.
+
+    Attributes:
+        loss: a registered loss name (:func:`gan_lib.losses.names`), e.g. ``"non_saturating"``,
+            ``"hinge"``, ``"kl_hinge"``, ``"fgan_kl"``.
+        seed: seed of the member's own ``torch.Generator`` (every random draw of the member).
+        loss_options: options of the loss (``gan_lib.losses.get(loss, **loss_options)``).
+        regulariser: one of :data:`REGULARISERS`.
+        reg_weight: ``lambda`` of ``"gp"``, ``gamma`` of ``"r1"`` (ignored otherwise), >= 0.
+        clip: the clipping bound ``c`` of ``"clip"`` (ignored otherwise), > 0.
+        lr_d, lr_g: learning rates of the critic and the generator, > 0.
+        dataset: key of the member's training set when ``data`` is a mapping; ``None`` otherwise.
+        label: free text carried along (e.g. for tables); not used in training.
+    """
+
+    loss: str
+    seed: int
+    loss_options: Mapping[str, Any] = field(default_factory=dict)
+    regulariser: str = "none"
+    reg_weight: float = 10.0
+    clip: float = 0.01
+    lr_d: float = 2e-4
+    lr_g: float = 2e-4
+    dataset: str | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.loss, str):
+            raise TypeError(f"loss={self.loss!r} must be a registered loss name (a str)")
+        if not isinstance(self.loss_options, Mapping):
+            raise TypeError(f"loss_options={self.loss_options!r} must be a dict of the loss's options")
+        _losses.get(self.loss, **dict(self.loss_options))  # unknown name / option -> ValueError naming it
+        if not is_integer(self.seed) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed={self.seed!r} must be an integer with 0 <= seed < 2**63")
+        _check("regulariser", self.regulariser, one_of(*REGULARISERS))
+        _check("reg_weight", self.reg_weight, real_number)
+        if self.reg_weight < 0:
+            raise ValueError(f"reg_weight={self.reg_weight!r} must be >= 0")
+        for name in ("clip", "lr_d", "lr_g"):
+            value = getattr(self, name)
+            _check(name, value, real_number)
+            if not value > 0:
+                raise ValueError(f"{name}={value!r} must be > 0")
+        if self.dataset is not None and not isinstance(self.dataset, str):
+            raise TypeError(f"dataset={self.dataset!r} must be None or a key (str) of the data mapping")
+
+    def make_loss(self) -> _losses.GANLoss:
+        """The member's :class:`gan_lib.losses.GANLoss`."""
+        return _losses.get(self.loss, **dict(self.loss_options))
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Protocol shared by every member (defaults: Song & Ermon's 2-D experiments).
+
+    Attributes:
+        batch_size: real points per batch (the last batch of an epoch holds the rest).
+        n_critic: critic steps per generator step, each with fresh noise on the same real batch.
+        optimiser: ``"rmsprop"`` (``alpha = 0.99``, ``eps = 1e-8``) or ``"adam"`` (``betas``, ``eps = 1e-8``).
+        epochs: passes over the training points; or
+        steps: generator steps (the epoch scheme runs on across epochs and stops there).
+            Give exactly one of ``epochs`` and ``steps``.
+        width, depth: hidden width and number of hidden layers of both networks.
+        z_dim: dimension of the noise ``z ~ N(0, I)``.
+        betas: Adam's ``(beta1, beta2)``.
+        log_every: record the members' losses every this many generator steps (and at the last).
+        device: where to train (``"cpu"``, ``"cuda:0"``, ...); each member's generator lives there.
+        dtype: ``"float32"`` or ``"float64"`` (initial values are drawn in float32 and then cast,
+            so both start from the same networks).
+    """
+
+    batch_size: int = 256
+    n_critic: int = 5
+    optimiser: str = "rmsprop"
+    epochs: int | None = None
+    steps: int | None = None
+    width: int = 100
+    depth: int = 2
+    z_dim: int = 2
+    betas: tuple[float, float] = (0.5, 0.999)
+    log_every: int = 50
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name, lo in (("batch_size", 1), ("n_critic", 1), ("width", 1), ("depth", 1), ("z_dim", 1),
+                         ("log_every", 1)):
+            _check(name, getattr(self, name), lambda v, lo=lo: integer_number(v, lo))
+        _check("optimiser", self.optimiser, one_of(*OPTIMISERS))
+        _check("dtype", self.dtype, one_of("float32", "float64"))
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError(
+                f"give exactly one of epochs and steps; got epochs={self.epochs!r}, steps={self.steps!r}"
+            )
+        for name in ("epochs", "steps"):
+            if getattr(self, name) is not None:
+                _check(name, getattr(self, name), lambda v: integer_number(v, 1))
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
+        if len(betas) != 2 or not all(is_real(b) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"betas={self.betas!r} must be two real numbers in [0, 1)")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device={self.device!r} is not a torch device name ('cpu', 'cuda:0', ...)") from None
+
+    def total_steps(self, n_points: int) -> int:
+        """Generator steps of a run on ``n_points`` training points."""
+        if self.steps is not None:
+            return int(self.steps)
+        return int(self.epochs) * math.ceil(n_points / self.batch_size)  # type: ignore[arg-type]
+
+
+def _check(name: str, value: Any, validator: Any) -> Any:
+    try:
+        return validator(value)
+    except ValueError as err:
+        raise ValueError(f"{name}={value!r} is invalid: {err}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimisers over stacked parameters with one learning rate per member
+# ----------------------------------------------------------------------------------------------
+
+
+def _lr_column(lr: Sequence[float] | Tensor, k: int, like: Tensor) -> Tensor:
+    lr_t = torch.as_tensor(lr, dtype=torch.float64).reshape(-1)
+    if lr_t.numel() != k or not bool(torch.isfinite(lr_t).all()) or not bool((lr_t > 0).all()):
+        raise ValueError(f"lr must hold {k} finite numbers > 0 (one per member); got {lr_t.tolist()}")
+    return lr_t
+
+
+class StackedRMSprop:
+    r"""RMSprop over ``(K, ...)`` parameters with learning rate ``lr[k]`` for member ``k``.
+
+    ``v <- alpha v + (1 - alpha) g^2``, ``p <- p - lr g / (sqrt(v) + eps)`` (Tieleman & Hinton 2012),
+    in the order of operations of ``torch.optim.RMSprop`` (no momentum, not centred), so member
+    ``k`` takes the steps ``torch.optim.RMSprop(lr=lr[k])`` takes on it alone.
+    """
+
+    def __init__(self, params: Sequence[Tensor], lr: Sequence[float] | Tensor, alpha: float = 0.99,
+                 eps: float = 1e-8) -> None:
+        self.params = list(params)
+        self.alpha, self.eps = float(alpha), float(eps)
+        self.set_lr(lr)
+        self.square_avg = [torch.zeros_like(p) for p in self.params]
+
+    def set_lr(self, lr: Sequence[float] | Tensor) -> None:
+        """Set the per-member learning rates (``K`` numbers > 0)."""
+        p0 = self.params[0]
+        lr64 = _lr_column(lr, p0.shape[0], p0)
+        # torch casts the Python scalar -lr to the parameter's dtype; so do we
+        self._neg_lr = (-lr64).to(dtype=p0.dtype, device=p0.device)
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        """One step with the gradients ``grads`` (one per parameter, same shapes)."""
+        for p, g, v in zip(self.params, grads, self.square_avg):
+            v.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
+            avg = v.sqrt().add_(self.eps)
+            p.add_(torch.mul(g, self._neg_lr.view(-1, *([1] * (p.ndim - 1)))).div_(avg))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"square_avg": [v.clone() for v in self.square_avg]}
+
+
+class StackedAdam:
+    r"""Adam over ``(K, ...)`` parameters with learning rate ``lr[k]`` for member ``k``.
+
+    ``m <- beta1 m + (1 - beta1) g``, ``v <- beta2 v + (1 - beta2) g^2``,
+    ``p <- p - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)`` (Kingma & Ba 2015), in the
+    order of operations of ``torch.optim.Adam``'s single-tensor implementation.
+    """
+
+    def __init__(self, params: Sequence[Tensor], lr: Sequence[float] | Tensor,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = list(params)
+        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
+        self.eps = float(eps)
+        self.t = 0
+        self.set_lr(lr)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def set_lr(self, lr: Sequence[float] | Tensor) -> None:
+        """Set the per-member learning rates (``K`` numbers > 0)."""
+        p0 = self.params[0]
+        self._lr64 = _lr_column(lr, p0.shape[0], p0)
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        """One step with the gradients ``grads`` (one per parameter, same shapes)."""
+        self.t += 1
+        bias_correction1 = 1 - self.beta1**self.t
+        bias_correction2_sqrt = (1 - self.beta2**self.t) ** 0.5
+        p0 = self.params[0]
+        # -lr / (1 - beta1^t) in double precision, then cast, as torch does with its Python scalar
+        neg_step = (-(self._lr64 / bias_correction1)).to(dtype=p0.dtype, device=p0.device)
+        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+            m.lerp_(g, 1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+            denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)
+            p.add_(torch.mul(m, neg_step.view(-1, *([1] * (p.ndim - 1)))).div_(denom))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t, "exp_avg": [m.clone() for m in self.exp_avg],
+                "exp_avg_sq": [v.clone() for v in self.exp_avg_sq]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EnsembleHistory:
+    """Losses logged every ``log_every`` generator steps: ``d_loss`` and ``g_loss`` are ``(L, K)``.
+
+    ``d_loss`` is the loss half of the last critic step of that generator step (without the
+    regulariser's penalty, which is ``penalty``, zero for members without one); ``g_loss`` the
+    generator's loss. Column ``k`` is member ``k``.
+    """
+
+    step: np.ndarray
+    d_loss: np.ndarray
+    g_loss: np.ndarray
+    penalty: np.ndarray
+
+
+@dataclass
+class EnsembleResult:
+    """What :func:`train_ensemble` returns.
+
+    Attributes:
+        members: the :class:`MemberSpec` of each member, in order.
+        config: the :class:`EnsembleConfig`.
+        generator: the ``K`` generators (a :class:`gan_lib.nets.BatchedMLP`, ``(K, n, z) -> (K, n, d)``).
+        critic: the ``K`` critics' raw weights (for spectral-norm members, *before* normalisation;
+            use :meth:`critic_values` or :meth:`member` for the normalised critic).
+        sn_u, sn_v: per critic layer, the ``(K, fan_out)`` and ``(K, fan_in)`` power-iteration
+            vectors (meaningful for spectral-norm members only).
+        history: the logged losses (:class:`EnsembleHistory`).
+        steps: generator steps taken; seconds: wall time of the training loop.
+    """
+
+    members: tuple[MemberSpec, ...]
+    config: EnsembleConfig
+    generator: BatchedMLP
+    critic: BatchedMLP
+    sn_u: list[Tensor]
+    sn_v: list[Tensor]
+    history: EnsembleHistory
+    steps: int
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def spectral(self) -> Tensor:
+        """``(K,)`` booleans: which members normalise their critic's weights."""
+        return torch.tensor([m.regulariser == "spectral_norm" for m in self.members])
+
+    def critic_weights(self) -> list[Tensor]:
+        """Critic weights as the members use them: divided by ``sigma`` for spectral-norm members."""
+        return _effective_weights(list(self.critic.weights), self.sn_u, self.sn_v, self.spectral,
+                                  power_iteration=False)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = 0, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` samples of every member, ``(K, n, d)``, from one noise draw ``(n, z)`` fed to all.
+
+        The noise comes from ``generator`` when given, else from a generator seeded with ``seed``.
+        """
+        _check("n", n, lambda v: integer_number(v, 1))
+        dev = self.generator.weights[0].device
+        if generator is None:
+            _check("seed", seed, lambda v: integer_number(v, 0))
+            generator = torch.Generator(device=dev).manual_seed(int(seed))  # type: ignore[arg-type]
+        z = torch.randn(n, self.config.z_dim, generator=generator, device=dev, dtype=self.generator.weights[0].dtype)
+        return self.generator(z)
+
+    @torch.no_grad()
+    def critic_values(self, x: Tensor) -> Tensor:
+        """Raw critic outputs of every member, ``(K, n)``, at ``x`` (``(n, d)`` shared or ``(K, n, d)``)."""
+        params = _param_dict(self.critic_weights(), list(self.critic.biases))
+        return functional_call(self.critic, params, (x.to(self.critic.weights[0]),))
+
+    def member(self, k: int) -> tuple[nn.Sequential, nn.Sequential]:
+        """Member ``k`` as plain networks ``(generator, critic)`` (:func:`gan_lib.nets.mlp`, copies).
+
+        A spectral-norm member's critic holds its normalised weights ``W / sigma`` (the function
+        it computes), with ``sigma`` from the stored power-iteration vectors.
+        """
+        if not is_integer(k) or not 0 <= k < len(self):
+            raise IndexError(f"member {k!r} does not exist; the ensemble has {len(self)}")
+        gen = self.generator.member(int(k))
+        crit = self.critic.member(int(k))
+        if self.members[k].regulariser == "spectral_norm":
+            weights = self.critic_weights()
+            linears = [m for m in crit if isinstance(m, nn.Linear)]
+            with torch.no_grad():
+                for lin, w in zip(linears, weights):
+                    lin.weight.copy_(w[k].T)
+        return gen, crit
+
+    def to(self, device: str | torch.device) -> "EnsembleResult":
+        """This result with its tensors on ``device`` (networks moved in place)."""
+        self.generator.to(device)
+        self.critic.to(device)
+        self.sn_u = [u.to(device) for u in self.sn_u]
+        self.sn_v = [v.to(device) for v in self.sn_v]
+        return self
+
+
+def concat_results(results: Sequence[EnsembleResult],
+                   positions: Sequence[Sequence[int]] | None = None) -> EnsembleResult:
+    """Join results of one config into one ensemble; ``positions[i]`` are the places of ``results[i]``'s members.
+
+    Without ``positions`` the members are appended in order. The positions must cover ``0..K-1``
+    once each. The joined result's ``seconds`` is the largest of the parts' (they ran in parallel).
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("results is empty; give at least one EnsembleResult")
+    sizes = [len(r) for r in results]
+    if positions is None:
+        starts = np.cumsum([0] + sizes)
+        positions = [list(range(starts[i], starts[i + 1])) for i in range(len(results))]
+    positions = [list(map(int, p)) for p in positions]
+    if [len(p) for p in positions] != sizes:
+        raise ValueError(f"positions have lengths {[len(p) for p in positions]}; the results have {sizes} members")
+    order = [i for p in positions for i in p]
+    total = sum(sizes)
+    if sorted(order) != list(range(total)):
+        raise ValueError(f"positions must cover 0..{total - 1} once each; got {positions}")
+    cfg = results[0].config
+    for r in results[1:]:
+        if r.config != cfg or r.steps != results[0].steps:
+            raise ValueError("results to join must come from the same EnsembleConfig and the same number of steps")
+    inv = torch.empty(total, dtype=torch.long)
+    inv[torch.tensor(order)] = torch.arange(total)
+
+    def join(tensors: Sequence[Tensor]) -> Tensor:
+        return torch.cat([t.to(tensors[0].device) for t in tensors]).index_select(0, inv.to(tensors[0].device))
+
+    def join_bank(banks: Sequence[BatchedMLP]) -> BatchedMLP:
+        b0 = banks[0]
+        out = BatchedMLP(b0.in_dim, [b0.widths[0]] * total, depth=b0.depth, activation=b0.activation,
+                         out_dim=b0.out_dim, generator=torch.Generator().manual_seed(0)).to(b0.weights[0])
+        with torch.no_grad():
+            for layer in range(b0.depth + 1):
+                out.weights[layer].copy_(join([b.weights[layer] for b in banks]))
+                out.biases[layer].copy_(join([b.biases[layer] for b in banks]))
+        return out
+
+    members = [None] * total
+    for r, pos in zip(results, positions):
+        for m, i in zip(r.members, pos):
+            members[i] = m
+    hist = [r.history for r in results]
+    inv_np = inv.numpy()
+    history = EnsembleHistory(
+        step=hist[0].step.copy(),
+        d_loss=np.concatenate([h.d_loss for h in hist], axis=1)[:, inv_np],
+        g_loss=np.concatenate([h.g_loss for h in hist], axis=1)[:, inv_np],
+        penalty=np.concatenate([h.penalty for h in hist], axis=1)[:, inv_np],
+    )
+    n_layers = len(results[0].sn_u)
+    return EnsembleResult(
+        members=tuple(members),  # type: ignore[arg-type]
+        config=cfg,
+        generator=join_bank([r.generator for r in results]),
+        critic=join_bank([r.critic for r in results]),
+        sn_u=[join([r.sn_u[i] for r in results]) for i in range(n_layers)],
+        sn_v=[join([r.sn_v[i] for r in results]) for i in range(n_layers)],
+        history=history,
+        steps=results[0].steps,
+        seconds=max(r.seconds for r in results),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Pieces of the training step
+# ----------------------------------------------------------------------------------------------
+
+
+def _param_dict(weights: Sequence[Tensor], biases: Sequence[Tensor]) -> dict[str, Tensor]:
+    out = {f"weights.{i}": w for i, w in enumerate(weights)}
+    out.update({f"biases.{i}": b for i, b in enumerate(biases)})
+    return out
+
+
+def _normalise(x: Tensor) -> Tensor:
+    """``x / max(||x||, eps)`` along the last dimension (``torch.nn.functional.normalize``)."""
+    return F.normalize(x, dim=-1, eps=_SN_EPS)
+
+
+@torch.no_grad()
+def _power_iteration_(w: Tensor, u: Tensor, v: Tensor, iterations: int = 1) -> None:
+    """In place, per member: ``u <- normalise(W v)``, ``v <- normalise(W^T u)`` with ``W = w[k]^T``."""
+    for _ in range(iterations):
+        u.copy_(_normalise(torch.bmm(v.unsqueeze(1), w).squeeze(1)))
+        v.copy_(_normalise(torch.bmm(w, u.unsqueeze(2)).squeeze(2)))
+
+
+def _effective_weights(weights: list[Tensor], sn_u: list[Tensor], sn_v: list[Tensor], spectral: Tensor,
+                       power_iteration: bool) -> list[Tensor]:
+    """``W / sigma(W)`` for spectral-norm members, ``W`` for the others; ``sigma = u^T W v``."""
+    if not sn_u or not bool(spectral.any()):
+        return weights
+    out = []
+    mask = spectral.to(weights[0].device).view(-1, 1, 1)
+    for w, u, v in zip(weights, sn_u, sn_v):
+        if power_iteration:
+            _power_iteration_(w.detach(), u, v)
+        sigma = torch.bmm(torch.bmm(v.unsqueeze(1), w), u.unsqueeze(2))  # (K, 1, 1) = u^T W v
+        out.append(w / torch.where(mask, sigma, torch.ones_like(sigma)))
+    return out
+
+
+def _draw(gens: Sequence[torch.Generator], shape: tuple[int, ...], like: Tensor, uniform: bool = False) -> Tensor:
+    out = torch.empty((len(gens), *shape), device=like.device, dtype=like.dtype)
+    for k, g in enumerate(gens):
+        if uniform:
+            out[k].uniform_(0.0, 1.0, generator=g)
+        else:
+            out[k].normal_(0.0, 1.0, generator=g)
+    return out
+
+
+class _LossGroup:
+    """Members sharing one loss (same name and options): ``positions`` in the ensemble."""
+
+    def __init__(self, loss: _losses.GANLoss, positions: list[int], k: int, device: torch.device) -> None:
+        self.loss = loss
+        self.positions = positions
+        self.everyone = positions == list(range(k))
+        self.index = torch.tensor(positions, dtype=torch.long, device=device)
+        self.per_member = loss.batch_statistics
+
+    def take(self, x: Tensor | None) -> Tensor | None:
+        if x is None or self.everyone:
+            return x
+        return x.index_select(0, self.index)
+
+    def discriminator(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
+        """``(K_g,)`` losses of the group's members."""
+        dr, df = self.take(d_real), self.take(d_fake)
+        if self.per_member:
+            return torch.stack([self.loss.discriminator(dr[j], df[j]) for j in range(len(self.positions))])
+        terms = self.loss.discriminator(dr, df, reduction="none")
+        if isinstance(terms, LossTerms):
+            return terms.real.mean(-1) + terms.fake.mean(-1)
+        return terms.mean(-1)
+
+    def generator(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
+        df, dr = self.take(d_fake), self.take(d_real)
+        rel = self.loss.requires_real_in_generator
+        if self.per_member:
+            return torch.stack([self.loss.generator(df[j], dr[j] if rel else None) for j in range(len(self.positions))])
+        return self.loss.generator(df, dr if rel else None, reduction="none").mean(-1)
+
+
+def _group_losses(members: Sequence[MemberSpec], device: torch.device) -> tuple[list[_LossGroup], Tensor]:
+    """Groups of members with the same loss; ``order[k]`` = position of member ``k`` in the groups' concatenation."""
+    found: dict[Any, list[int]] = {}
+    objects: dict[Any, _losses.GANLoss] = {}
+    for k, m in enumerate(members):
+        loss = m.make_loss()
+        key = (loss.name, tuple(sorted((kk, repr(vv)) for kk, vv in loss.options.items())))
+        found.setdefault(key, []).append(k)
+        objects.setdefault(key, loss)
+    groups = [_LossGroup(objects[key], pos, len(members), device) for key, pos in found.items()]
+    concat = [k for g in groups for k in g.positions]
+    order = torch.empty(len(members), dtype=torch.long)
+    order[torch.tensor(concat)] = torch.arange(len(members))
+    return groups, order.to(device)
+
+
+class _Subset:
+    """A subset of the critics (e.g. those with an input-gradient penalty) evaluated on their own."""
+
+    def __init__(self, bank: BatchedMLP, positions: list[int], device: torch.device) -> None:
+        self.positions = positions
+        self.everyone = positions == list(range(len(bank)))
+        self.index = torch.tensor(positions, dtype=torch.long, device=device)
+        self.shell = bank if self.everyone else BatchedMLP(
+            bank.in_dim, [bank.widths[0]] * len(positions), depth=bank.depth, activation=bank.activation,
+            out_dim=bank.out_dim, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def take(self, x: Tensor) -> Tensor:
+        return x if self.everyone else x.index_select(0, self.index)
+
+    def __call__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor) -> Tensor:
+        params = _param_dict([self.take(w) for w in weights], [self.take(b) for b in biases])
+        return functional_call(self.shell, params, (x,))
+
+
+def _column(values: Sequence[float], like: Tensor) -> Tensor:
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+
+def _resolve_data(members: Sequence[MemberSpec], data: Data, device: torch.device,
+                  dtype: torch.dtype) -> tuple[Tensor, bool]:
+    """Training sets as one ``(K, N, d)`` tensor (or ``(N, d)`` when shared) and whether they are shared."""
+
+    def check(name: str, x: Any) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (N, d); got {type(x).__name__}")
+        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (N, d) with N >= 1")
+        if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} must hold finite floating-point numbers")
+        return x.to(device=device, dtype=dtype)
+
+    named = [m.dataset for m in members]
+    if isinstance(data, Tensor):
+        if any(n is not None for n in named):
+            raise ValueError(f"members name datasets {sorted({n for n in named if n})} but data is one tensor; "
+                             f"pass a dict dataset -> tensor, or leave MemberSpec.dataset as None")
+        return check("data", data), True
+    if isinstance(data, Mapping):
+        missing = sorted({str(n) for n in named if n not in data})
+        if missing:
+            raise ValueError(f"dataset(s) {missing} are not keys of data; keys: {sorted(map(str, data))}")
+        sets = [check(f"data[{n!r}]", data[n]) for n in named]
+    elif isinstance(data, Sequence) and not isinstance(data, str):
+        if len(data) != len(members):
+            raise ValueError(f"data is a list of {len(data)} tensors for {len(members)} members; give one per member")
+        sets = [check(f"data[{k}]", x) for k, x in enumerate(data)]
+    else:
+        raise TypeError(f"data must be a tensor (N, d), a list of K tensors or a dict dataset -> tensor; "
+                        f"got {type(data).__name__}")
+    shapes = {tuple(x.shape) for x in sets}
+    if len(shapes) != 1:
+        raise ValueError(f"the members' training sets have shapes {sorted(shapes)}; they must have the same "
+                         f"number of points and dimension (the members share the batch schedule)")
+    return torch.stack(sets), False
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+# ----------------------------------------------------------------------------------------------
+
+
+def _init_members(members: Sequence[MemberSpec], cfg: EnsembleConfig, d: int,
+                  gens: Sequence[torch.Generator]) -> tuple[BatchedMLP, BatchedMLP, list[Tensor], list[Tensor]]:
+    """The stacked networks and spectral-norm vectors, member ``k`` drawn from ``gens[k]`` alone."""
+    k = len(members)
+    blank = torch.Generator().manual_seed(0)
+    generator = BatchedMLP(cfg.z_dim, [cfg.width] * k, cfg.depth, out_dim=d, generator=blank)
+    critic = BatchedMLP(d, [cfg.width] * k, cfg.depth, out_dim=1, generator=blank)
+    dims = [d] + [cfg.width] * cfg.depth + [1]
+    sn_u = [torch.zeros(k, dims[i + 1]) for i in range(cfg.depth + 1)]
+    sn_v = [torch.zeros(k, dims[i]) for i in range(cfg.depth + 1)]
+    with torch.no_grad():
+        for i, (m, g) in enumerate(zip(members, gens)):
+            one_g = BatchedMLP(cfg.z_dim, [cfg.width], cfg.depth, out_dim=d, generator=g)
+            one_d = BatchedMLP(d, [cfg.width], cfg.depth, out_dim=1, generator=g)
+            for bank, one in ((generator, one_g), (critic, one_d)):
+                for layer in range(cfg.depth + 1):
+                    bank.weights[layer][i].copy_(one.weights[layer][0])
+                    bank.biases[layer][i].copy_(one.biases[layer][0])
+            if m.regulariser == "spectral_norm":
+                for layer in range(cfg.depth + 1):
+                    u = torch.randn(dims[layer + 1], generator=g)
+                    v = torch.randn(dims[layer], generator=g)
+                    sn_u[layer][i] = _normalise(u)
+                    sn_v[layer][i] = _normalise(v)
+    return generator, critic, sn_u, sn_v
+
+
+def train_ensemble(
+    members: Sequence[MemberSpec],
+    data: Data,
+    config: EnsembleConfig,
+    progress: bool = True,
+    desc: str = "ensemble",
+) -> EnsembleResult:
+    r"""Train every member of ``members`` at once (module docstring); return an :class:`EnsembleResult`.
+
+    ``data``: one ``(N, d)`` tensor shared by all members, a list of ``K`` such tensors (one per
+    member), or a mapping ``name -> tensor`` with each member naming its set in
+    ``MemberSpec.dataset``. All sets need the same ``N`` and ``d`` (the members share the batch
+    schedule). ``progress`` shows a ``tqdm`` bar over generator steps.
+    """
+    members = tuple(members)
+    if not members:
+        raise ValueError("members is empty; give at least one MemberSpec")
+    for i, m in enumerate(members):
+        if not isinstance(m, MemberSpec):
+            raise TypeError(f"members[{i}] is a {type(m).__name__}; expected a MemberSpec")
+    if not isinstance(config, EnsembleConfig):
+        raise TypeError(f"config must be an EnsembleConfig; got {type(config).__name__}")
+    device = torch.device(config.device)
+    dtype = getattr(torch, config.dtype)
+    x_all, shared = _resolve_data(members, data, device, dtype)
+    k = len(members)
+    n_points, d = x_all.shape[-2], x_all.shape[-1]
+    total = config.total_steps(n_points)
+    bsz, z_dim = config.batch_size, config.z_dim
+
+    gens = [torch.Generator(device="cpu").manual_seed(int(m.seed)) for m in members]
+    generator, critic, sn_u, sn_v = _init_members(members, config, d, gens)
+    if device.type != "cpu":
+        # the training draws of a member come from a generator on the device, seeded with its seed
+        gens = [torch.Generator(device=device).manual_seed(int(m.seed)) for m in members]
+    generator, critic = generator.to(device=device, dtype=dtype), critic.to(device=device, dtype=dtype)
+    sn_u = [u.to(device=device, dtype=dtype) for u in sn_u]
+    sn_v = [v.to(device=device, dtype=dtype) for v in sn_v]
+    for layer in range(config.depth + 1):  # torch's spectral_norm starts from 15 power iterations
+        _power_iteration_(critic.weights[layer].detach(), sn_u[layer], sn_v[layer], _SN_INIT_ITERATIONS)
+
+    regs = [m.regulariser for m in members]
+    spectral = torch.tensor([r == "spectral_norm" for r in regs], device=device)
+    any_sn = bool(spectral.any())
+    gp_pos = [i for i, r in enumerate(regs) if r == "gp"]
+    r1_pos = [i for i, r in enumerate(regs) if r == "r1"]
+    pen_pos = gp_pos + r1_pos
+    pen_subset = _Subset(critic, pen_pos, device) if pen_pos else None
+    pen_weight = _column([members[i].reg_weight if regs[i] == "gp" else 0.5 * members[i].reg_weight
+                          for i in pen_pos], x_all)
+    n_gp = len(gp_pos)
+    gp_gens = [gens[i] for i in gp_pos]
+    clip_pos = [i for i, r in enumerate(regs) if r == "clip"]
+    clip_bound = _column([members[i].clip if r == "clip" else math.inf for i, r in enumerate(regs)], x_all)
+    groups, order = _group_losses(members, device)
+    rel_pos = sorted(i for g in groups if g.loss.requires_real_in_generator for i in g.positions)
+    rel_subset = _Subset(critic, rel_pos, device) if rel_pos else None
+
+    d_params = [*critic.weights, *critic.biases]
+    g_params = [*generator.weights, *generator.biases]
+    lr_d = [m.lr_d for m in members]
+    lr_g = [m.lr_g for m in members]
+    if config.optimiser == "rmsprop":
+        opt_d: StackedRMSprop | StackedAdam = StackedRMSprop(d_params, lr_d)
+        opt_g: StackedRMSprop | StackedAdam = StackedRMSprop(g_params, lr_g)
+    else:
+        opt_d = StackedAdam(d_params, lr_d, betas=config.betas)
+        opt_g = StackedAdam(g_params, lr_g, betas=config.betas)
+
+    def d_forward(x: Tensor, power_iteration: bool) -> Tensor:
+        if not any_sn:
+            return critic(x)
+        w = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, power_iteration)
+        return functional_call(critic, _param_dict(w, list(critic.biases)), (x,))
+
+    def losses_of(vectors: list[Tensor]) -> Tensor:
+        return torch.cat(vectors) if len(vectors) > 1 else vectors[0]
+
+    log_steps: list[int] = []
+    log_d: list[Tensor] = []
+    log_g: list[Tensor] = []
+    log_p: list[Tensor] = []
+    zeros_k = torch.zeros(k, device=device, dtype=dtype)
+    step = 0
+    start = time.perf_counter()
+    bar = tqdm(total=total, desc=desc, disable=not progress, mininterval=1.0)
+    try:
+        while step < total:
+            perm = torch.stack([torch.randperm(n_points, generator=g, device=g.device) for g in gens])
+            if shared:
+                x_epoch = x_all[perm]
+            else:
+                x_epoch = torch.gather(x_all, 1, perm.unsqueeze(-1).expand(k, n_points, d))
+            for begin in range(0, n_points, bsz):
+                if step >= total:
+                    break
+                x_real = x_epoch[:, begin:begin + bsz].contiguous()
+                n = x_real.shape[1]
+                # ---- critic steps
+                for _ in range(config.n_critic):
+                    z = _draw(gens, (n, z_dim), x_all)
+                    eps = _draw(gp_gens, (n, 1), x_all, uniform=True) if n_gp else None
+                    with torch.no_grad():
+                        x_fake = generator(z)
+                    out = d_forward(torch.cat([x_real, x_fake], dim=1), power_iteration=True)
+                    d_vec = losses_of([g.discriminator(out[:, :n], out[:, n:]) for g in groups])
+                    d_total = d_vec.sum()
+                    pen_vec = None
+                    if pen_subset is not None:
+                        x_pen_parts = []
+                        if n_gp:
+                            sub_real = x_real.index_select(0, pen_subset.index[:n_gp])
+                            sub_fake = x_fake.index_select(0, pen_subset.index[:n_gp])
+                            x_pen_parts.append(eps * sub_real + (1.0 - eps) * sub_fake)
+                        if r1_pos:
+                            x_pen_parts.append(x_real.index_select(0, pen_subset.index[n_gp:]))
+                        x_pen = torch.cat(x_pen_parts).requires_grad_(True)
+                        out_pen = pen_subset(list(critic.weights), list(critic.biases), x_pen)
+                        (grad_x,) = torch.autograd.grad(out_pen.sum(), x_pen, create_graph=True)
+                        norms = torch.linalg.vector_norm(grad_x, dim=-1)  # (K_p, n)
+                        gp_part = (norms[:n_gp] - 1.0).square().mean(-1)
+                        r1_part = norms[n_gp:].square().mean(-1)
+                        pen_vec = pen_weight * torch.cat([gp_part, r1_part])
+                        d_total = d_total + pen_vec.sum()
+                    grads = torch.autograd.grad(d_total, d_params)
+                    opt_d.step(grads)
+                    if clip_pos:
+                        with torch.no_grad():
+                            for p in d_params:
+                                bound = clip_bound.view(-1, *([1] * (p.ndim - 1)))
+                                p.clamp_(-bound, bound)
+                # ---- generator step (the critic's weights are constants here)
+                z = _draw(gens, (n, z_dim), x_all)
+                fake = generator(z)
+                with torch.no_grad():
+                    w_now = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, True) if any_sn else None
+                d_fake = critic(fake) if w_now is None else \
+                    functional_call(critic, _param_dict(w_now, list(critic.biases)), (fake,))
+                d_real_g = None
+                if rel_subset is not None:
+                    with torch.no_grad():
+                        d_real_g = torch.zeros(k, n, device=device, dtype=dtype)
+                        d_real_g[rel_subset.index] = rel_subset(
+                            list(critic.weights) if w_now is None else w_now, list(critic.biases),
+                            rel_subset.take(x_real))
+                g_vec = losses_of([g.generator(d_fake, d_real_g) for g in groups])
+                grads = torch.autograd.grad(g_vec.sum(), g_params)
+                opt_g.step(grads)
+                step += 1
+                bar.update(1)
+                if step % config.log_every == 0 or step == total:
+                    log_steps.append(step)
+                    log_d.append(d_vec.detach()[order])
+                    log_g.append(g_vec.detach()[order])
+                    if pen_vec is None:
+                        log_p.append(zeros_k)
+                    else:
+                        full = zeros_k.clone()
+                        full[pen_subset.index] = pen_vec.detach()  # type: ignore[union-attr]
+                        log_p.append(full)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+
+    def stacked(rows: list[Tensor]) -> np.ndarray:
+        return torch.stack(rows).cpu().numpy() if rows else np.zeros((0, k), dtype=np.float32)
+
+    history = EnsembleHistory(np.asarray(log_steps, dtype=np.int64), stacked(log_d), stacked(log_g), stacked(log_p))
+    return EnsembleResult(members, config, generator, critic, sn_u, sn_v, history, total, seconds)

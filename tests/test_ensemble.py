@@ -1,0 +1,363 @@
+"""Tests of gan_lib.train.ensemble: many GANs trained as one batched computation.
+
+The reference is a plain PyTorch loop written here: one member alone, ``nn.Linear`` layers,
+``torch.optim.RMSprop`` / ``torch.optim.Adam``, ``torch.nn.utils.parametrizations.spectral_norm``
+(its vectors set from the member's generator), a hand-written gradient penalty and R1, ``clamp_``
+for clipping, and Song & Ermon's epoch scheme, with the member's own ``torch.Generator`` drawn in
+the documented order. Member ``k`` of a mixed ensemble must follow that loop's trajectory.
+Closed forms: RMSprop's first step moves every parameter by ``lr / sqrt(1 - alpha) = 10 lr``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from gan_lib import losses
+from gan_lib.train import (
+    EnsembleConfig,
+    MemberSpec,
+    StackedAdam,
+    StackedRMSprop,
+    concat_results,
+    train_ensemble,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------------
+# The reference: one member, plain PyTorch
+# ------------------------------------------------------------------------------------------------
+
+
+def linear_from(gen: torch.Generator, fan_in: int, fan_out: int) -> nn.Linear:
+    """An nn.Linear whose weight and bias are uniform in +-1/sqrt(fan_in), drawn weight first from ``gen``."""
+    bound = 1.0 / math.sqrt(fan_in)
+    w = (torch.rand(1, fan_in, fan_out, generator=gen) * 2 - 1) * bound
+    b = (torch.rand(1, 1, fan_out, generator=gen) * 2 - 1) * bound
+    lin = nn.Linear(fan_in, fan_out)
+    with torch.no_grad():
+        lin.weight.copy_(w[0].T)
+        lin.bias.copy_(b[0, 0])
+    return lin
+
+
+def mlp_from(gen: torch.Generator, dims: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(linear_from(gen, dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(nn.LeakyReLU(0.2))
+    return nn.Sequential(*layers)
+
+
+def with_spectral_norm(disc: nn.Sequential, gen: torch.Generator) -> None:
+    """torch's spectral_norm on every layer, its u, v drawn from ``gen`` (u then v per layer, float32,
+    normalised) and brought to torch's starting point by 15 power iterations in the network's dtype,
+    as its constructor does."""
+    for lin in [m for m in disc if isinstance(m, nn.Linear)]:
+        out_f, in_f = lin.weight.shape
+        dtype = lin.weight.dtype
+        u = F.normalize(torch.randn(out_f, generator=gen), dim=0, eps=1e-12).to(dtype)
+        v = F.normalize(torch.randn(in_f, generator=gen), dim=0, eps=1e-12).to(dtype)
+        w = lin.weight.detach()
+        for _ in range(15):
+            u = F.normalize(torch.mv(w, v), dim=0, eps=1e-12)
+            v = F.normalize(torch.mv(w.T, u), dim=0, eps=1e-12)
+        spectral_norm(lin)
+        sn = lin.parametrizations.weight[0]
+        sn._u.copy_(u)
+        sn._v.copy_(v)
+
+
+def reference_run(spec: MemberSpec, x: torch.Tensor, cfg: EnsembleConfig) -> dict:
+    gen = torch.Generator().manual_seed(spec.seed)
+    dims_g = [cfg.z_dim] + [cfg.width] * cfg.depth + [x.shape[1]]
+    dims_d = [x.shape[1]] + [cfg.width] * cfg.depth + [1]
+    G = mlp_from(gen, dims_g)
+    D = mlp_from(gen, dims_d)
+    spectral = spec.regulariser == "spectral_norm"
+    dtype = getattr(torch, cfg.dtype)
+    x = x.to(dtype)
+    init = {"G": [p.detach().to(dtype, copy=True) for p in G.parameters()],
+            "D": [p.detach().to(dtype, copy=True) for p in D.parameters()]}
+    G.to(dtype)
+    D.to(dtype)
+    if spectral:
+        with_spectral_norm(D, gen)
+    loss = losses.get(spec.loss, **spec.loss_options)
+    if cfg.optimiser == "rmsprop":
+        opt_d = torch.optim.RMSprop(D.parameters(), lr=spec.lr_d)
+        opt_g = torch.optim.RMSprop(G.parameters(), lr=spec.lr_g)
+    else:
+        opt_d = torch.optim.Adam(D.parameters(), lr=spec.lr_d, betas=cfg.betas)
+        opt_g = torch.optim.Adam(G.parameters(), lr=spec.lr_g, betas=cfg.betas)
+    n_points = x.shape[0]
+    step, d_log, g_log = 0, [], []
+    while step < cfg.steps:
+        x_epoch = x[torch.randperm(n_points, generator=gen)]
+        for begin in range(0, n_points, cfg.batch_size):
+            if step >= cfg.steps:
+                break
+            real = x_epoch[begin:begin + cfg.batch_size]
+            n = real.shape[0]
+            for _ in range(cfg.n_critic):
+                z = torch.randn(n, cfg.z_dim, generator=gen, dtype=dtype)
+                eps = torch.rand(n, 1, generator=gen, dtype=dtype) if spec.regulariser == "gp" else None
+                with torch.no_grad():
+                    fake = G(z)
+                out = D(torch.cat([real, fake]))
+                d_loss = loss.discriminator(out[:n], out[n:])
+                total = d_loss
+                if eps is not None:
+                    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+                    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+                    total = total + spec.reg_weight * (grad.norm(dim=1) - 1).pow(2).mean()
+                if spec.regulariser == "r1":
+                    xr = real.clone().requires_grad_(True)
+                    (grad,) = torch.autograd.grad(D(xr).sum(), xr, create_graph=True)
+                    total = total + 0.5 * spec.reg_weight * grad.pow(2).sum(dim=1).mean()
+                opt_d.zero_grad()
+                total.backward()
+                opt_d.step()
+                if spec.regulariser == "clip":
+                    with torch.no_grad():
+                        for p in D.parameters():
+                            p.clamp_(-spec.clip, spec.clip)
+            z = torch.randn(n, cfg.z_dim, generator=gen, dtype=dtype)
+            fake = G(z)
+            if loss.requires_real_in_generator:
+                with parametrize.cached():  # one power iteration for both evaluations
+                    with torch.no_grad():
+                        d_real = D(real)
+                    g_loss = loss.generator(D(fake), d_real)
+            else:
+                g_loss = loss.generator(D(fake))
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+            step += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                d_log.append(d_loss.item())
+                g_log.append(g_loss.item())
+    raw_d = []
+    for m in D:
+        if isinstance(m, nn.Linear):
+            w = m.parametrizations.weight.original if parametrize.is_parametrized(m) else m.weight
+            raw_d += [w.detach().clone(), m.bias.detach().clone()]
+    D.eval()  # spectral norm: the stored vectors, no further power iteration
+    return {"G": [p.detach().clone() for p in G.parameters()], "D_raw": raw_d, "init": init,
+            "d_log": np.array(d_log), "g_log": np.array(g_log), "G_net": G, "D_net": D}
+
+
+def member_params(result, k: int) -> dict:
+    """Member k's generator parameters and raw critic parameters, in nn.Linear layout."""
+    def layout(bank):
+        out = []
+        for w, b in zip(bank.weights, bank.biases):
+            out += [w[k].detach().T.clone(), b[k, 0].detach().clone()]
+        return out
+    return {"G": layout(result.generator), "D_raw": layout(result.critic)}
+
+
+def rel_error(got: list[torch.Tensor], want: list[torch.Tensor], start: list[torch.Tensor]) -> float:
+    """Largest error relative to the largest distance travelled from the start, over all tensors."""
+    err = max(float((g - w).abs().max()) for g, w in zip(got, want))
+    moved = max(float((w - s).abs().max()) for w, s in zip(want, start))
+    assert moved > 0
+    return err / moved
+
+
+def blobs(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[2.0, 0.0], [-2.0, 0.0]]) + shift
+    return centres[torch.randint(0, 2, (n,), generator=g)] + 0.3 * torch.randn(n, 2, generator=g)
+
+
+MIXED = [
+    MemberSpec("non_saturating", seed=11, lr_d=2e-3, lr_g=1e-3, dataset="a"),
+    MemberSpec("kl_hinge", seed=12, regulariser="spectral_norm", lr_d=3e-3, lr_g=2e-3, dataset="a"),
+    MemberSpec("wgan", seed=13, regulariser="gp", reg_weight=5.0, lr_d=1e-3, dataset="b"),
+    MemberSpec("hinge", seed=14, regulariser="clip", clip=0.05, lr_d=4e-3, lr_g=3e-3, dataset="a"),
+    MemberSpec("lsgan", seed=15, regulariser="r1", reg_weight=2.0, lr_d=2e-3, dataset="b"),
+    MemberSpec("ragan", seed=16, regulariser="spectral_norm", lr_g=5e-3, dataset="b"),
+    MemberSpec("fgan_kl", seed=17, loss_options={"clamp": True}, lr_d=1e-3, lr_g=1e-3, dataset="a"),
+    MemberSpec("non_saturating", seed=18, lr_d=5e-4, lr_g=3e-3, dataset="b"),
+    MemberSpec("kl_hinge", seed=19, loss_options={"detach_weights": True}, lr_d=2e-3, dataset="b"),
+]
+DATA = {"a": blobs(150, 0), "b": blobs(150, 1, shift=0.5)}
+CFG = dict(batch_size=64, n_critic=2, steps=8, width=16, depth=2, z_dim=2, log_every=3)
+
+
+@pytest.fixture(scope="module", params=["rmsprop", "adam"])
+def mixed_run(request):
+    """The mixed ensemble in float64: rounding noise stays far below RMSprop's and Adam's eps, so that
+    parameters whose gradient vanishes identically (a hinge critic's output bias while every sample
+    is inside the margin, any WGAN critic's output bias) take the same steps as in the reference."""
+    cfg = EnsembleConfig(optimiser=request.param, betas=(0.5, 0.9), dtype="float64", **CFG)
+    return cfg, train_ensemble(MIXED, DATA, cfg, progress=False)
+
+
+def check_against_reference(result, specs, data, cfg, tol: float) -> None:
+    for k, spec in enumerate(specs):
+        x = data[spec.dataset] if isinstance(data, dict) else data
+        ref = reference_run(spec, x, cfg)
+        got = member_params(result, k)
+        err_g = rel_error(got["G"], ref["G"], ref["init"]["G"])
+        err_d = rel_error(got["D_raw"], ref["D_raw"], ref["init"]["D"])
+        assert err_g < tol and err_d < tol, (k, spec.loss, spec.regulariser, err_g, err_d)
+        np.testing.assert_allclose(result.history.d_loss[:, k], ref["d_log"], rtol=tol, atol=tol / 10)
+        np.testing.assert_allclose(result.history.g_loss[:, k], ref["g_log"], rtol=tol, atol=tol / 10)
+        # the member's plain networks compute what the reference networks compute
+        g_net, d_net = result.member(k)
+        probe = blobs(32, 99).to(getattr(torch, cfg.dtype))
+        with torch.no_grad():
+            torch.testing.assert_close(d_net(probe), ref["D_net"](probe), rtol=tol, atol=tol / 10)
+            torch.testing.assert_close(g_net(probe), ref["G_net"](probe), rtol=tol, atol=tol / 10)
+
+
+def test_each_member_follows_its_plain_pytorch_loop(mixed_run):
+    cfg, result = mixed_run
+    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)  # observed <= 8.2e-10
+    assert list(result.history.step) == [3, 6, 8]
+    assert (result.history.penalty[:, 2] > 0).all() and (result.history.penalty[:, 4] > 0).all()
+    assert (result.history.penalty[:, [0, 1, 3, 5, 6, 7, 8]] == 0).all()
+
+
+def test_float32_members_follow_their_loops():
+    """In float32, to float tolerance, for losses whose gradients have no identically-zero entries."""
+    specs = [MIXED[0], MemberSpec("non_saturating", seed=21, regulariser="spectral_norm", lr_d=2e-3, dataset="b"),
+             MIXED[4], MIXED[6], MemberSpec("non_saturating", seed=22, regulariser="gp", lr_g=2e-3, dataset="a")]
+    cfg = EnsembleConfig(**CFG)
+    check_against_reference(train_ensemble(specs, DATA, cfg, progress=False), specs, DATA, cfg,
+                            tol=1e-5)  # observed <= 5e-6
+
+
+def test_reordering_and_splitting_change_nothing(mixed_run):
+    cfg, full = mixed_run
+    order = [4, 0, 8, 2, 6, 1, 7, 3, 5]
+    shuffled = train_ensemble([MIXED[i] for i in order], DATA, cfg, progress=False)
+    part_a = train_ensemble(MIXED[:4], DATA, cfg, progress=False)
+    part_b = train_ensemble(MIXED[4:], DATA, cfg, progress=False)
+    joined = concat_results([part_b, part_a], positions=[range(4, 9), range(4)])
+    assert joined.members == tuple(MIXED)
+    for other, index in ((shuffled, order), (joined, list(range(9)))):
+        for layer in range(cfg.depth + 1):
+            for a, b in ((full.generator.weights, other.generator.weights), (full.critic.weights, other.critic.weights),
+                         (full.critic.biases, other.critic.biases), (full.generator.biases, other.generator.biases)):
+                torch.testing.assert_close(b[layer], a[layer][index], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(other.history.g_loss, full.history.g_loss[:, index], rtol=1e-6, atol=1e-7)
+
+
+def test_rmsprop_first_step_is_ten_learning_rates_per_member():
+    """RMSprop's first step from a zero average is lr g / (sqrt(0.01 g^2) + eps) = 10 lr sign(g)."""
+    x = blobs(64, 3)
+    specs = [MemberSpec("non_saturating", seed=5, lr_d=1e-4, lr_g=7e-4),
+             MemberSpec("non_saturating", seed=5, lr_d=6e-4, lr_g=2e-4)]
+    cfg = EnsembleConfig(batch_size=64, n_critic=1, steps=1, width=16, log_every=1)
+    before = train_ensemble(specs, x, cfg, progress=False)
+    # the same seed: both members start equal, so their initial parameters are member 0's at init
+    gen = torch.Generator().manual_seed(5)
+    g0 = mlp_from(gen, [2, 16, 16, 2])
+    d0 = mlp_from(gen, [2, 16, 16, 1])
+    got = member_params(before, 0), member_params(before, 1)
+    for k, spec in enumerate(specs):
+        for name, net, lr in (("G", g0, spec.lr_g), ("D_raw", d0, spec.lr_d)):
+            moved = torch.cat([(a - p.detach()).abs().flatten() for a, p in zip(got[k][name], net.parameters())])
+            # elements whose gradient is tiny (|g| <~ 1e-6) take a smaller step; the median is exact
+            assert float(moved.median()) / lr == pytest.approx(10.0, rel=1e-3), (k, name)
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adam"])
+def test_stacked_optimisers_match_torch_optim_member_by_member(kind):
+    gen = torch.Generator().manual_seed(0)
+    lrs = [1e-3, 3e-2, 5e-4]
+    p = torch.randn(3, 4, 5, generator=gen)
+    q = torch.randn(3, 1, 5, generator=gen)
+    mine = [p.clone(), q.clone()]
+    opt = StackedRMSprop(mine, lrs) if kind == "rmsprop" else StackedAdam(mine, lrs, betas=(0.5, 0.99))
+    refs = []
+    for k, lr in enumerate(lrs):
+        params = [p[k].clone().requires_grad_(True), q[k].clone().requires_grad_(True)]
+        o = torch.optim.RMSprop(params, lr=lr) if kind == "rmsprop" else torch.optim.Adam(params, lr=lr, betas=(0.5, 0.99))
+        refs.append((params, o))
+    for _ in range(6):
+        grads = [torch.randn(3, 4, 5, generator=gen), torch.randn(3, 1, 5, generator=gen)]
+        opt.step(grads)
+        for k, (params, o) in enumerate(refs):
+            for prm, g in zip(params, grads):
+                prm.grad = g[k].clone()
+            o.step()
+    for k, (params, _) in enumerate(refs):
+        torch.testing.assert_close(mine[0][k], params[0].detach(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(mine[1][k], params[1].detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_epochs_and_sampling():
+    x = blobs(100, 4)
+    cfg = EnsembleConfig(batch_size=32, n_critic=1, epochs=2, width=8, log_every=100)
+    result = train_ensemble([MemberSpec("hinge", seed=1), MemberSpec("wgan", seed=2, regulariser="clip")], x, cfg,
+                            progress=False)
+    assert result.steps == 8  # 2 epochs of ceil(100 / 32) = 4 batches
+    assert list(result.history.step) == [8]
+    samples = result.sample(50, seed=3)
+    assert samples.shape == (2, 50, 2)
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(samples[1], result.member(1)[0](z))
+    # clipping holds every critic parameter of the clipped member inside [-0.01, 0.01]
+    assert max(float(w.detach()[1].abs().max()) for w in [*result.critic.weights, *result.critic.biases]) <= 0.01
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: MemberSpec("no_such_loss", seed=0), "unknown loss"),
+        (lambda: MemberSpec("hinge", seed=0, regulariser="dropout"), "regulariser"),
+        (lambda: MemberSpec("hinge", seed=0, lr_d=-1.0), "lr_d"),
+        (lambda: MemberSpec("hinge", seed=-3), "seed"),
+        (lambda: MemberSpec("fgan_kl", seed=0, loss_options={"nope": 1}), "no option"),
+        (lambda: EnsembleConfig(steps=3, epochs=2), "exactly one"),
+        (lambda: EnsembleConfig(), "exactly one"),
+        (lambda: EnsembleConfig(steps=3, optimiser="sgd"), "optimiser"),
+        (lambda: EnsembleConfig(steps=3, batch_size=0), "batch_size"),
+        (lambda: EnsembleConfig(steps=3, betas=(0.5, 1.0)), "betas"),
+    ],
+)
+def test_bad_specifications_are_refused(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bad_data_is_refused():
+    cfg = EnsembleConfig(steps=1, width=4)
+    one = [MemberSpec("hinge", seed=0)]
+    with pytest.raises(ValueError, match="shape"):
+        train_ensemble(one, torch.zeros(10), cfg, progress=False)
+    with pytest.raises(ValueError, match="finite"):
+        train_ensemble(one, torch.full((10, 2), float("nan")), cfg, progress=False)
+    with pytest.raises(ValueError, match="not keys"):
+        train_ensemble([MemberSpec("hinge", seed=0, dataset="x")], {"y": torch.zeros(10, 2)}, cfg, progress=False)
+    with pytest.raises(ValueError, match="same"):
+        train_ensemble([MemberSpec("hinge", seed=0), MemberSpec("hinge", seed=1)],
+                       [torch.zeros(10, 2), torch.zeros(12, 2)], cfg, progress=False)
+    with pytest.raises(ValueError, match="one per member"):
+        train_ensemble(one * 2, [torch.zeros(10, 2)], cfg, progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        train_ensemble([], torch.zeros(10, 2), cfg, progress=False)
+    with pytest.raises(TypeError, match="MemberSpec"):
+        train_ensemble(["hinge"], torch.zeros(10, 2), cfg, progress=False)
