@@ -8,7 +8,9 @@ scipy.integrate.quad for the funnel's variance. Moments must agree to within fou
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -289,6 +291,9 @@ def test_names_options_and_errors():
     assert float(get("mog", offset=2.0).modes.means[1, 0]) == 2.0
     with pytest.raises(TypeError):
         get("mog").options["std"] = 1.0  # read-only
+    ds = get("ring8", std=0.1)
+    assert pickle.loads(pickle.dumps(ds)) == ds and copy.deepcopy(ds) == ds
+    assert {ds: 1}[get("ring8", std=0.1)] == 1 and get("mog") == get("mog", std=0.5) and get("mog") != get("mog", std=0.4)
     with pytest.raises(ValueError, match="allowed: mog, banana, rings, square, cosine, funnel, ring8, grid25"):
         get("moons")
     with pytest.raises(ValueError, match=r"'sd'.*allowed: offset \(default 4\), std \(default 0.5\)"):

@@ -239,3 +239,6 @@ def test_mixture_quality_edge_cases():
     assert mixture_quality(x, ds).high_quality == pytest.approx(high * 0.9)
     with pytest.raises(ValueError, match="'banana' has no modes"):
         mixture_quality(x, get("banana"))
+    for bad in ({"k": 0.0}, {"k": True}, {"min_fraction": 1.5}, {"min_fraction": math.nan}):
+        with pytest.raises(ValueError, match="not allowed"):
+            mixture_quality(x, ds, **bad)

@@ -250,6 +250,13 @@ class Dataset2D:
             full[key] = v
         object.__setattr__(self, "options", MappingProxyType(full))
 
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self.options.items())))
+
+    def __reduce__(self) -> tuple[Any, tuple[str, dict[str, float]]]:
+        # a read-only mapping does not pickle; rebuild from a plain dict (copy, pickle, workers)
+        return (Dataset2D, (self.name, dict(self.options)))
+
     @property
     def modes(self) -> Modes | None:
         """Means ``(K, 2)`` and standard deviations ``(K,)`` of a mixture (float64); ``None`` otherwise."""

@@ -121,11 +121,11 @@ def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWI
     (a number or a sequence of numbers > 0). The default, :data:`SONG_ERMON_BANDWIDTH` ``= sqrt(2)``,
     gives Song & Ermon's (2020) kernel ``exp(-|a - b|^2 / 4)``; their tables print ``10^3 * mmd(x, y)``.
 
-    Biased V-statistic (default; Gretton et al. 2012, eq. 5), every pair including ``i = j``::
+    Biased V-statistic (default; Gretton et al. 2012), every pair including ``i = j``::
 
         MMD_b^2 = mean_{i,i'} k(x_i, x_i') + mean_{j,j'} k(y_j, y_j') - 2 mean_{i,j} k(x_i, y_j)  >= 0
 
-    ``unbiased=True``: the U-statistic (eq. 3), whose first two means leave out ``i = i'`` and
+    ``unbiased=True``: the U-statistic, whose first two means leave out ``i = i'`` and
     ``j = j'`` (needs at least two points in each sample; may be negative). ``x`` is ``(n, d)``,
     ``y`` is ``(m, d)`` (or 1-D); any sizes; the kernel matrices are summed in chunks.
     """
@@ -310,6 +310,9 @@ def mixture_quality(samples: Any, dataset: Any, *, k: float = 3.0, min_fraction:
     Computed by :func:`~gan_lib.metrics.coverage.mode_coverage`; ``high_quality`` is one minus its
     ``low_quality``. Non-finite samples count as low quality.
     """
+    for label, value, ok in (("k", k, lambda v: v > 0), ("min_fraction", min_fraction, lambda v: 0 < v <= 1)):
+        if not (is_real(value) and math.isfinite(float(value)) and ok(float(value))):
+            raise ValueError(f"{label}={value!r} not allowed; need k > 0 and 0 < min_fraction <= 1 (finite real numbers)")
     modes = getattr(dataset, "modes", None)
     if modes is None:
         raise ValueError(
