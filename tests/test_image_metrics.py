@@ -261,6 +261,11 @@ def test_evaluate_images_reference_against_itself(extractor):
     assert bad["fid"].value > 5.0 and bad["precision"].value < 0.2 and bad["recall"].value < 0.2
     with pytest.raises(ValueError, match="metrics"):
         mi.evaluate_images(noise, test, extractor, metrics=("fid", "lpips"))
+    # features of the reference computed once by the caller give the same numbers
+    given = mi.evaluate_images(noise, test, extractor, metrics=("fid", "recall"), reference_features=f)
+    assert (given["fid"].value, given["recall"].value) == (bad["fid"].value, bad["recall"].value)
+    with pytest.raises(ValueError, match="reference_features"):
+        mi.evaluate_images(noise, test, extractor, metrics=("fid",), reference_features=f[:10])
 
 
 def test_classification_accuracy_score(extractor):

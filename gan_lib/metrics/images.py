@@ -439,15 +439,23 @@ def _batched(net: Callable[[Tensor], tuple[Tensor, Tensor]], images: Tensor, bat
     with torch.no_grad():
         for start in range(0, images.shape[0], batch):
             f, z = net(images[start : start + batch])
-            feats.append(f.double())
-            logits.append(z.double())
+            feats.append(f.double().cpu())
+            logits.append(z.double().cpu())
     return torch.cat(feats), torch.cat(logits)
+
+
+def _on_device_of(net: nn.Module) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
+        param = next(net.parameters(), None)
+        return net(x if param is None else x.to(param.device))
+
+    return forward
 
 
 def classifier_accuracy(net: nn.Module, images: Tensor, labels: Any, *, batch: int = 512) -> float:
     """Top-1 accuracy of a :class:`SmallClassifier` (or any module returning ``(features, logits)``)."""
     x = _check_images("images", images)
-    _, logits = _batched(net, x, batch)
+    _, logits = _batched(_on_device_of(net), x, batch)
     y = _check_labels("labels", labels, x.shape[0], logits.shape[1])
     return float((logits.argmax(dim=1) == y).double().mean())
 
@@ -462,7 +470,8 @@ class FeatureExtractor:
 
     ``name`` is what metric protocols record; ``description`` says what the features are;
     ``input_shape`` is the ``(C, H, W)`` it accepts (``None``: any); ``test_accuracy`` is the
-    classifier's accuracy on its reference split where it has one.
+    classifier's accuracy on its reference split where it has one; ``module`` is the network (move
+    it with ``extractor.module.to(device)``: images follow it there, outputs come back to the CPU).
     """
 
     def __init__(
@@ -583,7 +592,7 @@ def classifier_extractor(
         f"{len(test)} {test.split} images); NOT Inception features -- numbers compare only within this book"
     )
     return FeatureExtractor(
-        f"{base}[{key[:8]}]", description, net, input_shape=train.image_shape, test_accuracy=accuracy, module=net
+        f"{base}[{key[:8]}]", description, _on_device_of(net), input_shape=train.image_shape, test_accuracy=accuracy, module=net
     )
 
 
@@ -606,15 +615,17 @@ def digits_extractor(
     return classifier_extractor(train, test, config=config, cache_dir=cache_dir, label="digits-cnn")
 
 
-def inception_extractor(weights_path: str | os.PathLike[str]) -> FeatureExtractor:
+def inception_extractor(weights_path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> FeatureExtractor:
     """The standard FID Inception-v3 (2048 pool features, 1008 logits) from a local weights file.
 
     Needs the ``torch-fidelity`` package (``pip install torch-fidelity``; it is not a dependency of
     this book) and its weights file ``weights-inception-2015-12-05-6726825d.pth`` (the TensorFlow FID
-    Inception converted to PyTorch; pytorch-fid distributes the same network as
-    ``pt_inception-2015-12-05-6726825d.pth``), downloaded by you beforehand: nothing is downloaded
-    here. Images in ``[-1, 1]`` are mapped to ``uint8``, grey images repeated to three channels, and
-    resized by torch-fidelity to 299x299 as in the reference FID code.
+    Inception of Heusel et al. converted to PyTorch, published with torch-fidelity's releases),
+    downloaded by you beforehand: nothing is downloaded here. pytorch-fid's port of the same network
+    (``pt_inception-2015-12-05-6726825d.pth``) belongs to pytorch-fid's own model code; loading it
+    here is untested. Images in ``[-1, 1]`` are mapped to ``uint8``, grey images repeated to three
+    channels, and resized by torch-fidelity to 299x299 as in the reference FID code; the network
+    runs on ``device``.
     """
     path = Path(weights_path).expanduser()
     if not path.is_file():
@@ -631,15 +642,14 @@ def inception_extractor(weights_path: str | os.PathLike[str]) -> FeatureExtracto
             "weights-inception-2015-12-05-6726825d.pth"
         ) from None
     net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
-    net.eval()
+    net.eval().to(device)
 
     def forward(images: Tensor) -> tuple[Tensor, Tensor]:
         x = to_uint8(images)
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        device = next(net.parameters()).device
-        feats, logits = net(x.to(device))
-        return feats.reshape(x.shape[0], -1).cpu(), logits.reshape(x.shape[0], -1).cpu()
+        feats, logits = net(x.to(next(net.parameters()).device))
+        return feats.reshape(x.shape[0], -1), logits.reshape(x.shape[0], -1)
 
     return FeatureExtractor(
         "inception-v3-fid",
@@ -713,12 +723,15 @@ def evaluate_images(
     is_splits: int = 10,
     k: int = 3,
     seed: int = 0,
+    reference_features: Tensor | None = None,
 ) -> dict[str, MetricResult]:
     """FID, KID, IS, precision and recall of ``generated`` against ``reference``, one extractor pass each.
 
     ``metrics`` picks a subset of ``("fid", "kid", "is", "precision", "recall")``. The reference is
     described in each protocol as ``"<name> <split> split"``; ``seed`` fixes the KID subsets and the
-    IS splits. The classification accuracy score trains a classifier, so it has its own function
+    IS splits. ``reference_features`` (``extractor.features(reference.images)``, computed once by
+    the caller) saves the reference pass when many generators are scored against one reference. The
+    classification accuracy score trains a classifier, so it has its own function
     (:func:`classification_accuracy_score`).
     """
     allowed = ("fid", "kid", "is", "precision", "recall")
@@ -733,7 +746,17 @@ def evaluate_images(
     gen_feats, gen_logits = extractor.features_and_logits(generated)
     ref_name = f"{reference.name} {reference.split} split"
     out: dict[str, MetricResult] = {}
-    real_feats = extractor.features(reference.images) if set(chosen) - {"is"} else None
+    real_feats = None
+    if set(chosen) - {"is"}:
+        if reference_features is None:
+            real_feats = extractor.features(reference.images)
+        else:
+            real_feats = _features("reference_features", reference_features)
+            if real_feats.shape[0] != len(reference) or real_feats.shape[1] != gen_feats.shape[1]:
+                raise ValueError(
+                    f"reference_features has shape {tuple(real_feats.shape)}; expected ({len(reference)}, "
+                    f"{gen_feats.shape[1]}) -- the features of reference.images by this extractor"
+                )
     if "fid" in chosen:
         out["fid"] = fid(real_feats, gen_feats, reference=ref_name, extractor=extractor.name)
     if "kid" in chosen:
