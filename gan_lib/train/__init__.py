@@ -1,11 +1,14 @@
 """Training: the GAN loop and critic training (:mod:`.gan`), critics and classifiers trained as one
 batched stack on the f-GAN bound or on scoring rules (:mod:`.critics`), the book's small GAN runs
-written once (:mod:`.recipes`), many small GANs trained as one batched ensemble (:mod:`.ensemble`),
+written once (:mod:`.recipes`), many small GANs trained as one batched ensemble (:mod:`.ensemble`), shared out over
+the processes of a torchrun launch (:mod:`.distributed`),
 probes of what a generator step follows (:mod:`.probes`), and the image-scale training core with
 checkpoints, mixed precision and torchrun (:mod:`.loop`; its constants stay in the module)."""
 
 from .critics import *  # noqa: F401,F403
 from .critics import __all__ as _critics_all
+from .distributed import *  # noqa: F401,F403
+from .distributed import __all__ as _distributed_all
 from .ensemble import *  # noqa: F401,F403
 from .ensemble import __all__ as _ensemble_all
 from .gan import *  # noqa: F401,F403

@@ -44,6 +44,7 @@ their ``(K_g, n)`` outputs with ``reduction="none"``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -397,6 +398,37 @@ class EnsembleResult:
                 for lin, w in zip(linears, weights):
                     lin.weight.copy_(w[k].T)
         return gen, crit
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything in plain picklable objects (tensors, arrays, the specs): for ``torch.save`` or sending.
+
+        :meth:`from_state_dict` rebuilds the result.
+        """
+        def bank(b: BatchedMLP) -> dict[str, list[Tensor]]:
+            return {"weights": [w.detach().clone() for w in b.weights], "biases": [x.detach().clone() for x in b.biases]}
+
+        return {
+            "members": self.members, "config": self.config, "generator": bank(self.generator),
+            "critic": bank(self.critic), "sn_u": [u.clone() for u in self.sn_u], "sn_v": [v.clone() for v in self.sn_v],
+            "history": dataclasses.asdict(self.history), "steps": self.steps, "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> "EnsembleResult":
+        """The result saved by :meth:`state_dict`."""
+        def bank(saved: Mapping[str, list[Tensor]]) -> BatchedMLP:
+            w = saved["weights"]
+            out = BatchedMLP(w[0].shape[1], [w[0].shape[2]] * w[0].shape[0], depth=len(w) - 1, out_dim=w[-1].shape[2],
+                             generator=torch.Generator().manual_seed(0)).to(w[0])
+            with torch.no_grad():
+                for p, x in zip([*out.weights, *out.biases], [*w, *saved["biases"]]):
+                    p.copy_(x)
+            return out
+
+        return cls(members=tuple(state["members"]), config=state["config"], generator=bank(state["generator"]),
+                   critic=bank(state["critic"]), sn_u=list(state["sn_u"]), sn_v=list(state["sn_v"]),
+                   history=EnsembleHistory(**state["history"]), steps=int(state["steps"]),
+                   seconds=float(state["seconds"]))
 
     def to(self, device: str | torch.device) -> "EnsembleResult":
         """This result with its tensors on ``device`` (networks moved in place)."""

@@ -1,0 +1,86 @@
+"""Tests of gan_lib.train.distributed: a grid trained by two gloo processes under torchrun equals the
+same grid trained in one process (each member draws from its own generator, so sharding changes
+nothing but float rounding of the batched products), and the shards are what the docstring says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_lib.train import EnsembleConfig, EnsembleResult, MemberSpec, run_grid, shard, train_ensemble
+
+MEMBERS = [
+    MemberSpec("non_saturating", seed=1, lr_d=1e-3),
+    MemberSpec("kl_hinge", seed=2, regulariser="spectral_norm", lr_g=1e-3),
+    MemberSpec("wgan", seed=3, regulariser="gp", reg_weight=1.0),
+    MemberSpec("lsgan", seed=4, regulariser="clip", clip=0.1),
+    MemberSpec("hinge", seed=5),
+]
+CONFIG = EnsembleConfig(batch_size=32, n_critic=2, steps=10, width=16, log_every=5)
+
+SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from gan_lib.train import EnsembleConfig, MemberSpec, run_grid
+sys.path.insert(0, {tests!r})
+from test_distributed import CONFIG, MEMBERS, data
+result = run_grid(MEMBERS, data(), CONFIG, progress=False)
+import torch.distributed as dist
+rank = int(__import__("os").environ["RANK"])
+if rank == 0:
+    torch.save(result.state_dict(), {out!r})
+else:
+    assert result is None
+"""
+
+
+def data() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(100, 2, generator=g) * torch.tensor([2.0, 0.5])
+
+
+def test_shards_are_strided():
+    assert shard(7, 0, 3) == [0, 3, 6] and shard(7, 2, 3) == [2, 5] and shard(2, 2, 3) == []
+    with pytest.raises(ValueError, match="rank"):
+        shard(4, 3, 3)
+
+
+def test_without_torchrun_it_is_train_ensemble(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    torch.set_num_threads(1)
+    small = EnsembleConfig(batch_size=32, n_critic=1, steps=2, width=8, log_every=1)
+    a = run_grid(MEMBERS[:2], data(), small, progress=False)
+    b = train_ensemble(MEMBERS[:2], data(), small, progress=False)
+    for p, q in zip([*a.generator.parameters(), *a.critic.parameters()], [*b.generator.parameters(), *b.critic.parameters()]):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_gloo_ranks_give_the_single_process_result(tmp_path: Path):
+    out = tmp_path / "result.pt"
+    script = tmp_path / "grid.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(Path(__file__).parent), out=str(out))))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    gathered = EnsembleResult.from_state_dict(torch.load(out, weights_only=False))
+    torch.set_num_threads(1)
+    alone = train_ensemble(MEMBERS, data(), CONFIG, progress=False)
+    assert gathered.members == tuple(MEMBERS)
+    for name in ("generator", "critic"):
+        for p, q in zip(getattr(gathered, name).parameters(), getattr(alone, name).parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    for u, v in zip(gathered.sn_u, alone.sn_u):
+        torch.testing.assert_close(u, v, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(torch.from_numpy(gathered.history.g_loss), torch.from_numpy(alone.history.g_loss),
+                               rtol=1e-6, atol=1e-7)
+    assert list(gathered.history.step) == [5, 10]
