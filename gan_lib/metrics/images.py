@@ -32,6 +32,15 @@ Inception features**: numbers computed with it compare only with other numbers c
 same extractor in this book, never with published FID/IS values. :func:`inception_extractor` wraps
 the standard FID Inception network (torch-fidelity, weights from a file the user provides) for
 image-scale runs.
+
+Typical use (the reference is the digits test split; features are computed once per call)::
+
+    from gan_lib.data import digits
+    from gan_lib.metrics import digits_extractor, evaluate_images
+
+    reference, extractor = digits("test"), digits_extractor()
+    results = evaluate_images(generated_images, reference, extractor)  # fid, kid, is, precision, recall
+    results["fid"].value, results["fid"].protocol, results["fid"].summary()
 """
 
 from __future__ import annotations
@@ -176,11 +185,11 @@ def fid(real_features: Any, generated_features: Any, *, reference: str, extracto
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     r, g = _pair(real_features, generated_features)
+    protocol = _protocol(r.shape[0], g.shape[0], reference, extractor)
     metric = FrechetInceptionDistance(feature=_Given(r.shape[1]))
     metric.update(r, real=True)
     metric.update(g, real=False)
-    value = float(metric.compute())
-    return MetricResult("FID", value, None, _protocol(r.shape[0], g.shape[0], reference, extractor))
+    return MetricResult("FID", float(metric.compute()), None, protocol)
 
 
 def kid(
@@ -212,6 +221,7 @@ def kid(
     seed = _int("seed", seed, 0)
     m = min(r.shape[0], g.shape[0])
     m = m if subset_size is None else min(_int("subset_size", subset_size, 2), m)
+    protocol = _protocol(r.shape[0], g.shape[0], reference, extractor, subsets=subsets, subset_size=m, seed=seed, kernel="(x.y/d + 1)^3")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_BUFFER_WARNING)
         metric = KernelInceptionDistance(feature=_Given(r.shape[1]), subsets=subsets, subset_size=m)
@@ -220,7 +230,6 @@ def kid(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mean, std = metric.compute()
-    protocol = _protocol(r.shape[0], g.shape[0], reference, extractor, subsets=subsets, subset_size=m, seed=seed, kernel="(x.y/d + 1)^3")
     return MetricResult("KID", float(mean), float(std), protocol)
 
 
@@ -240,6 +249,7 @@ def inception_score(logits: Any, *, extractor: str, splits: int = 10, seed: int 
     z = _features("logits", logits, min_rows=1)
     splits = _int("splits", splits, 1, z.shape[0])
     seed = _int("seed", seed, 0)
+    protocol = _protocol(0, z.shape[0], "none (IS uses generated images only)", extractor, splits=splits, seed=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_BUFFER_WARNING)
         metric = InceptionScore(feature=_Given(z.shape[1]), splits=splits)
@@ -249,7 +259,6 @@ def inception_score(logits: Any, *, extractor: str, splits: int = 10, seed: int 
         torch.manual_seed(seed)
         mean, std = metric.compute()
     spread = 0.0 if splits == 1 else float(std)
-    protocol = _protocol(0, z.shape[0], "none (IS uses generated images only)", extractor, splits=splits, seed=seed)
     return MetricResult("IS", float(mean), spread, protocol)
 
 
@@ -297,9 +306,9 @@ def precision_recall(
     k = _int("k", k, 1)
     block = _int("block", block, 1)
     r, g = _pair(real_features, generated_features, min_rows=k + 1)
+    protocol = _protocol(r.shape[0], g.shape[0], reference, extractor, k=k)
     radii_real = _kth_neighbour_radii(r, k, block)
     radii_gen = _kth_neighbour_radii(g, k, block)
-    protocol = _protocol(r.shape[0], g.shape[0], reference, extractor, k=k)
     return PrecisionRecall(
         MetricResult("precision", _inside_fraction(g, r, radii_real, block), None, dict(protocol)),
         MetricResult("recall", _inside_fraction(r, g, radii_gen, block), None, dict(protocol)),
