@@ -1,0 +1,268 @@
+"""Speed of ``gan_lib.train.train_ensemble``: a grid of small GANs as one ensemble or one at a time.
+
+    python benchmarks/ensemble.py [--quick] [--threads T] [--pairs P] [--steps S] [--seeds N]
+
+The grid is Song & Ermon's 2-D setting: 8 losses x ``--seeds`` seeds (40 members by default), G
+2->100->100->2 and D 2->100->100->1 with LeakyReLU(0.2), spectral norm on every critic layer,
+RMSprop (lr 2e-4), batch 256, 5 critic steps per generator step, 5000 training points (two
+Gaussians at (+-4, 0), sd 0.5). Three ways of training the same members for ``--steps`` generator
+steps each:
+
+* ``ensemble``: ``train_ensemble(all members)``, one batched computation;
+* ``one_at_a_time``: ``train_ensemble([member])`` for each member, one after the other (the same
+  code with K = 1);
+* ``plain_loop``: a hand-written single-model loop for each member (``nn.Linear``,
+  ``torch.nn.utils.parametrizations.spectral_norm``, ``torch.optim.RMSprop``): what one would write
+  without the library.
+
+Each repeat ("pair") times the three in a rotating order, so that they share the machine's load;
+the summary is the median over repeats of the speed-up ``ensemble / one_at_a_time`` (and
+``ensemble / plain_loop``). Speeds are member-generator-steps per second. The ensemble's achieved
+GFLOP/s counts the matrix-product FLOPs of its steps (forward, weight gradients and the input
+gradients autograd needs; the spectral norm's matrix-vector products are left out, < 1 %), and is
+compared with two peaks measured in the same run with the same threads: ``torch.bmm`` of the
+ensemble's largest product (K, 2*256, 100) x (K, 100, 100), and a 2048 x 2048 ``torch.mm``.
+Writes ``benchmarks/results/ensemble.json`` (temporary file, then renamed) and prints a table.
+``--quick`` is a small version (8 members, a few steps; seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from gan_lib import losses
+from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble
+
+LOSSES = ["non_saturating", "minimax", "lsgan", "hinge", "kl_hinge", "wgan", "ragan", "fgan_kl"]
+N_POINTS, BATCH, N_CRITIC, WIDTH, DEPTH, DIM, Z_DIM, LR = 5000, 256, 5, 100, 2, 2, 2, 2e-4
+
+
+def training_data(seed: int = 0) -> torch.Tensor:
+    """Song & Ermon's MoG: two equal-weight Gaussians at (+-4, 0) with sd 0.5."""
+    g = torch.Generator().manual_seed(seed)
+    sign = torch.randint(0, 2, (N_POINTS,), generator=g).float() * 2 - 1
+    return torch.stack([4.0 * sign, torch.zeros(N_POINTS)], dim=1) + 0.5 * torch.randn(N_POINTS, DIM, generator=g)
+
+
+def grid(seeds: int) -> list[MemberSpec]:
+    return [MemberSpec(loss, seed=100 * i + s, regulariser="spectral_norm", lr_d=LR, lr_g=LR,
+                       label=f"{loss}/{s}") for i, loss in enumerate(LOSSES) for s in range(seeds)]
+
+
+def matmul_flops(steps: int, n_points: int) -> float:
+    """Matrix-product FLOPs of one member's ``steps`` generator steps (see the module docstring)."""
+    dims_d = [DIM] + [WIDTH] * DEPTH + [1]
+    dims_g = [Z_DIM] + [WIDTH] * DEPTH + [DIM]
+    per_row_d = [2 * a * b for a, b in zip(dims_d[:-1], dims_d[1:])]
+    per_row_g = [2 * a * b for a, b in zip(dims_g[:-1], dims_g[1:])]
+    fd, fg = sum(per_row_d), sum(per_row_g)
+    fd_in, fg_in = sum(per_row_d[1:]), sum(per_row_g[1:])  # no input gradient at the first layer
+    critic_step = fg + 2 * (fd + fd + fd_in)  # G forward; D forward, weight grads, input grads on 2n rows
+    generator_step = fg + fd + fd + fg + fg_in  # G fwd, D fwd, D input grads, G weight and input grads
+    per_row = N_CRITIC * critic_step + generator_step
+    batches = [min(BATCH, n_points - b) for b in range(0, n_points, BATCH)]
+    rows = sum(batches[i % len(batches)] for i in range(steps))
+    return float(per_row * rows)
+
+
+def plain_loop(spec: MemberSpec, x: torch.Tensor, steps: int) -> None:
+    """One model, written the ordinary way: nn.Linear, torch's spectral_norm, torch.optim.RMSprop."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    torch.manual_seed(spec.seed)
+
+    def mlp(dims: list[int], sn: bool) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for i in range(len(dims) - 1):
+            lin = nn.Linear(dims[i], dims[i + 1])
+            layers.append(spectral_norm(lin) if sn else lin)
+            if i < len(dims) - 2:
+                layers.append(nn.LeakyReLU(0.2))
+        return nn.Sequential(*layers)
+
+    G = mlp([Z_DIM] + [WIDTH] * DEPTH + [DIM], sn=False)
+    D = mlp([DIM] + [WIDTH] * DEPTH + [1], sn=True)
+    loss = losses.get(spec.loss, **dict(spec.loss_options))
+    opt_d = torch.optim.RMSprop(D.parameters(), lr=spec.lr_d)
+    opt_g = torch.optim.RMSprop(G.parameters(), lr=spec.lr_g)
+    step = 0
+    while step < steps:
+        xe = x[torch.randperm(x.shape[0], generator=gen)]
+        for begin in range(0, x.shape[0], BATCH):
+            if step >= steps:
+                break
+            real = xe[begin:begin + BATCH]
+            n = real.shape[0]
+            for _ in range(N_CRITIC):
+                with torch.no_grad():
+                    fake = G(torch.randn(n, Z_DIM, generator=gen))
+                out = D(torch.cat([real, fake]))
+                d_loss = loss.discriminator(out[:n], out[n:])
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+            d_fake = D(G(torch.randn(n, Z_DIM, generator=gen)))
+            if loss.requires_real_in_generator:
+                with torch.no_grad():
+                    d_real = D(real)
+                g_loss = loss.generator(d_fake, d_real)
+            else:
+                g_loss = loss.generator(d_fake)
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            step += 1
+
+
+def peak_gflops(k: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Best-of-``repeats`` GFLOP/s (per wall second and per process CPU second) of the ensemble's
+    largest product and of a large square product."""
+    a, b = torch.randn(k, 2 * BATCH, WIDTH), torch.randn(k, WIDTH, WIDTH)
+    m = torch.randn(2048, 2048)
+    out: dict[str, dict[str, float]] = {"wall": {}, "cpu": {}}
+    for name, fn, flops, calls in (("bmm_same_shape", lambda: torch.bmm(a, b), 2.0 * k * 2 * BATCH * WIDTH * WIDTH, 20),
+                                   ("mm_2048", lambda: torch.mm(m, m), 2.0 * 2048**3, 3)):
+        fn()
+        best_wall = best_cpu = float("inf")
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                fn()
+            best_wall = min(best_wall, (time.perf_counter() - start) / calls)
+            best_cpu = min(best_cpu, (time.process_time() - start_cpu) / calls)
+        out["wall"][name] = flops / best_wall / 1e9
+        out["cpu"][name] = flops / best_cpu / 1e9
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small version: 1 seed per loss, 2 steps, 3 pairs")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per loss (default 5; quick 1)")
+    parser.add_argument("--steps", type=int, default=None, help="generator steps per member (default 20; quick 2)")
+    parser.add_argument("--pairs", type=int, default=None, help="repeats of the three timings (default 5; quick 3)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads (default: torch.get_num_threads() at start)")
+    parser.add_argument("--no-plain", action="store_true", help="skip the hand-written single-model loop")
+    args = parser.parse_args()
+    seeds = args.seeds or (1 if args.quick else 5)
+    steps = args.steps or (2 if args.quick else 20)
+    pairs = args.pairs or (3 if args.quick else 5)
+    for name, v in (("seeds", seeds), ("steps", steps), ("pairs", pairs), ("threads", args.threads)):
+        if v < 1:
+            parser.error(f"--{name}={v} must be >= 1")
+    torch.set_num_threads(args.threads)
+
+    x = training_data()
+    members = grid(seeds)
+    k = len(members)
+    cfg = EnsembleConfig(batch_size=BATCH, n_critic=N_CRITIC, optimiser="rmsprop", steps=steps, width=WIDTH,
+                         depth=DEPTH, z_dim=Z_DIM, log_every=steps)
+    flops = k * matmul_flops(steps, N_POINTS)
+
+    def run_ensemble() -> None:
+        train_ensemble(members, x, cfg, progress=False)
+
+    def run_one_at_a_time() -> None:
+        for m in members:
+            train_ensemble([m], x, cfg, progress=False)
+
+    def run_plain() -> None:
+        for m in members:
+            plain_loop(m, x, steps)
+
+    ways = {"ensemble": run_ensemble, "one_at_a_time": run_one_at_a_time}
+    if not args.no_plain:
+        ways["plain_loop"] = run_plain
+    # warm-up: allocator and kernels
+    train_ensemble(members, x, EnsembleConfig(batch_size=BATCH, n_critic=1, steps=1, width=WIDTH), progress=False)
+    train_ensemble(members[:1], x, EnsembleConfig(batch_size=BATCH, n_critic=1, steps=1, width=WIDTH), progress=False)
+    plain_loop(members[0], x, 1)
+
+    names = list(ways)
+    rows = []
+    wall_start = time.perf_counter()
+    for p in range(pairs):
+        order = names[p % len(names):] + names[:p % len(names)]
+        row: dict[str, object] = {"pair": p, "order": order}
+        for name in order:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            ways[name]()
+            row[f"{name}_s"] = time.perf_counter() - start
+            row[f"{name}_cpu_s"] = time.process_time() - start_cpu
+        for clock in ("", "_cpu"):
+            row[f"speedup{clock}"] = row[f"one_at_a_time{clock}_s"] / row[f"ensemble{clock}_s"]  # type: ignore[operator]
+            if "plain_loop" in ways:
+                row[f"speedup_vs_plain{clock}"] = row[f"plain_loop{clock}_s"] / row[f"ensemble{clock}_s"]  # type: ignore[operator]
+            row[f"ensemble_gflops{clock}"] = flops / row[f"ensemble{clock}_s"] / 1e9  # type: ignore[operator]
+        rows.append(row)
+        print(f"pair {p}: " + "  ".join(f"{n} {row[f'{n}_s']:.2f} s (cpu {row[f'{n}_cpu_s']:.2f})" for n in names)
+              + f"  speed-up {row['speedup']:.2f}x (cpu {row['speedup_cpu']:.2f}x)", flush=True)
+    peak = peak_gflops(k, repeats=3 if args.quick else 5)
+
+    def med(key: str) -> float:
+        return statistics.median(float(r[key]) for r in rows)  # type: ignore[arg-type]
+
+    summary: dict[str, object] = {"members": k, "steps": steps, "pairs": pairs, "threads": torch.get_num_threads(),
+                                  "matmul_gflop_per_run": flops / 1e9, "peak_gflops": peak}
+    for clock, label in (("", "wall"), ("_cpu", "cpu")):
+        speedups = [float(r[f"speedup{clock}"]) for r in rows]  # type: ignore[arg-type]
+        gflops = med(f"ensemble_gflops{clock}")
+        summary[label] = {
+            "member_steps_per_s": {n: k * steps / med(f"{n}{clock}_s") for n in names},
+            "speedup_median": statistics.median(speedups), "speedup_min": min(speedups), "speedup_max": max(speedups),
+            "speedup_vs_plain_median": med(f"speedup_vs_plain{clock}") if "plain_loop" in ways else None,
+            "ensemble_gflops": gflops,
+            "fraction_of_bmm_peak": gflops / peak[label]["bmm_same_shape"],
+            "fraction_of_mm_peak": gflops / peak[label]["mm_2048"],
+        }
+
+    print()
+    print(f"{k} members x {steps} generator steps, {torch.get_num_threads()} thread(s), {pairs} repeats "
+          f"({time.perf_counter() - wall_start:.0f} s); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    w, c = summary["wall"], summary["cpu"]  # type: ignore[assignment]
+    print(f"{'':34s}{'wall clock':>14s}{'CPU time':>14s}")
+    for n in names:
+        print(f"{n + ' member-steps/s':34s}{w['member_steps_per_s'][n]:14.2f}{c['member_steps_per_s'][n]:14.2f}")
+    print(f"{'speed-up ensemble/one-at-a-time':34s}{w['speedup_median']:14.2f}{c['speedup_median']:14.2f}")
+    if "plain_loop" in ways:
+        print(f"{'speed-up ensemble/plain loop':34s}{w['speedup_vs_plain_median']:14.2f}{c['speedup_vs_plain_median']:14.2f}")
+    print(f"{'ensemble GFLOP/s':34s}{w['ensemble_gflops']:14.1f}{c['ensemble_gflops']:14.1f}")
+    for key, label in (("bmm_same_shape", "peak: bmm of the same shape"), ("mm_2048", "peak: 2048^2 mm")):
+        print(f"{label:34s}{peak['wall'][key]:14.1f}{peak['cpu'][key]:14.1f}")
+    print(f"{'ensemble / bmm peak':34s}{w['fraction_of_bmm_peak']:14.0%}{c['fraction_of_bmm_peak']:14.0%}")
+    print(f"{'ensemble / mm peak':34s}{w['fraction_of_mm_peak']:14.0%}{c['fraction_of_mm_peak']:14.0%}")
+
+    record = {"args": vars(args), "grid": {"losses": LOSSES, "seeds": seeds, "regulariser": "spectral_norm",
+                                           "optimiser": "rmsprop", "lr": LR, "batch": BATCH, "n_critic": N_CRITIC,
+                                           "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS},
+              "torch": torch.__version__, "cpus": os.cpu_count(), "host": platform.node(),
+              "load_average": os.getloadavg(), "summary": summary, "pairs": rows}
+    out_dir = Path(__file__).resolve().parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    target = out_dir / "ensemble.json"
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=2)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
