@@ -21,7 +21,7 @@ the summary is the median over repeats of the speed-up ``ensemble / one_at_a_tim
 GFLOP/s counts the matrix-product FLOPs of its steps (forward, weight gradients and the input
 gradients autograd needs; the spectral norm's matrix-vector products are left out, < 1 %), and is
 compared with two peaks measured in the same run with the same threads: ``torch.bmm`` of the
-ensemble's largest product (K, 2*256, 100) x (K, 100, 100), and a 2048 x 2048 ``torch.mm``.
+ensemble's largest product (K, 2*256, 100) x (K, 100, 100), and a 1024 x 1024 ``torch.mm``.
 Writes ``benchmarks/results/ensemble.json`` (temporary file, then renamed) and prints a table.
 ``--quick`` is a small version (8 members, a few steps; seconds).
 """
@@ -129,10 +129,10 @@ def peak_gflops(k: int, repeats: int) -> dict[str, dict[str, float]]:
     """Best-of-``repeats`` GFLOP/s (per wall second and per process CPU second) of the ensemble's
     largest product and of a large square product."""
     a, b = torch.randn(k, 2 * BATCH, WIDTH), torch.randn(k, WIDTH, WIDTH)
-    m = torch.randn(2048, 2048)
+    m = torch.randn(1024, 1024)
     out: dict[str, dict[str, float]] = {"wall": {}, "cpu": {}}
     for name, fn, flops, calls in (("bmm_same_shape", lambda: torch.bmm(a, b), 2.0 * k * 2 * BATCH * WIDTH * WIDTH, 20),
-                                   ("mm_2048", lambda: torch.mm(m, m), 2.0 * 2048**3, 3)):
+                                   ("mm_1024", lambda: torch.mm(m, m), 2.0 * 1024**3, 10)):
         fn()
         best_wall = best_cpu = float("inf")
         for _ in range(repeats):
@@ -225,7 +225,7 @@ def main() -> int:
             "speedup_vs_plain_median": med(f"speedup_vs_plain{clock}") if "plain_loop" in ways else None,
             "ensemble_gflops": gflops,
             "fraction_of_bmm_peak": gflops / peak[label]["bmm_same_shape"],
-            "fraction_of_mm_peak": gflops / peak[label]["mm_2048"],
+            "fraction_of_mm_peak": gflops / peak[label]["mm_1024"],
         }
 
     print()
@@ -239,7 +239,7 @@ def main() -> int:
     if "plain_loop" in ways:
         print(f"{'speed-up ensemble/plain loop':34s}{w['speedup_vs_plain_median']:14.2f}{c['speedup_vs_plain_median']:14.2f}")
     print(f"{'ensemble GFLOP/s':34s}{w['ensemble_gflops']:14.1f}{c['ensemble_gflops']:14.1f}")
-    for key, label in (("bmm_same_shape", "peak: bmm of the same shape"), ("mm_2048", "peak: 2048^2 mm")):
+    for key, label in (("bmm_same_shape", "peak: bmm of the same shape"), ("mm_1024", "peak: 1024^2 mm")):
         print(f"{label:34s}{peak['wall'][key]:14.1f}{peak['cpu'][key]:14.1f}")
     print(f"{'ensemble / bmm peak':34s}{w['fraction_of_bmm_peak']:14.0%}{c['fraction_of_bmm_peak']:14.0%}")
     print(f"{'ensemble / mm peak':34s}{w['fraction_of_mm_peak']:14.0%}{c['fraction_of_mm_peak']:14.0%}")
