@@ -49,8 +49,11 @@ single-process batch and, for a loss that is a mean of per-sample terms and netw
 norm across the batch (``g_batch_norm=False``), the update equals the single-process one up to
 float rounding. Losses with batch statistics (``ragan``, ``kl_hinge``), generator batch norm and
 the gradient penalty's interpolation weights (drawn per rank) differ from the single-process run.
+Several nodes resume from a checkpoint only when ``out_dir`` is on a file system they share.
 ``python -m gan_lib.train.loop config.json data.pt`` runs one config on a saved tensor (under
 ``torchrun`` too).
+
+A fresh run (``resume=False``) refuses an ``out_dir`` that holds checkpoints of an earlier run.
 """
 
 from __future__ import annotations
@@ -261,9 +264,15 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.loss_options={self.loss_options!r} is not allowed: {err}") from None
 
     @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The fields, in order (a notebook picks its parameters with
+        ``TrainConfig.from_dict({k: globals()[k] for k in TrainConfig.field_names() if k in globals()})``)."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
         """A config from a mapping (e.g. a notebook's parameters): unknown keys are refused by name."""
-        names = [f.name for f in fields(cls)]
+        names = cls.field_names()
         unknown = [k for k in d if k not in names]
         if unknown:
             raise ValueError(f"TrainConfig has no field {unknown[0]!r}; allowed fields: {', '.join(names)}")
@@ -433,6 +442,8 @@ class Trainer:
         if want == "cuda":
             want = f"cuda:{local_rank}"
         self.device = torch.device(want)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"TrainConfig.device={cfg.device!r} but torch sees no CUDA device; use 'cpu' or 'auto'")
         self._owns_group = self.world > 1 and not dist.is_initialized()
         if self._owns_group:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
@@ -480,6 +491,12 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         if cfg.resume:
             self.load_latest()
+        elif self.out_dir is not None:
+            if latest_checkpoint(self.out_dir) is not None:
+                raise ValueError(f"out_dir={cfg.out_dir!r} holds checkpoints of an earlier run; pass resume=True to "
+                                 f"continue it, or choose another out_dir")
+            if self.rank == 0:
+                self._rewrite_log()  # no rows from an earlier run that left no checkpoint
 
     # ---------------------------------------------------------------------------------------
     def sampler(self, z: Tensor) -> Tensor:
@@ -562,7 +579,7 @@ class Trainer:
                     for cb in self.callbacks:
                         cb(self, record)
                 if main and self.out_dir is not None and cfg.sample_every and self.step % cfg.sample_every == 0 \
-                        and self.data.ndim == 4:
+                        and self.data.ndim == 4 and self.data.shape[1] in (1, 3):
                     save_image_grid(self.sampler(self.fixed_z), self.out_dir / f"samples-{self.step:08d}.png")
                 stopping = self._agree(stop[0])
                 if self.out_dir is not None and (stopping or self.step == cfg.steps or (
@@ -685,10 +702,13 @@ class Trainer:
     def _rewrite_log(self) -> None:
         """The metrics file as of the checkpoint (rows a killed run logged after it are dropped)."""
         path = self.out_dir / f"metrics.{self.config.log_format}"
+        if not self.history:
+            path.unlink(missing_ok=True)
+            return
         buf = io.StringIO()
         if self.config.log_format == "jsonl":
             buf.writelines(json.dumps(r) + "\n" for r in self.history)
-        elif self.history:
+        else:
             writer = csv.DictWriter(buf, fieldnames=list(self.history[0]))
             writer.writeheader()
             writer.writerows(self.history)
