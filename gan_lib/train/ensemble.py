@@ -356,10 +356,11 @@ class EnsembleResult:
         """``(K,)`` booleans: which members normalise their critic's weights."""
         return torch.tensor([m.regulariser == "spectral_norm" for m in self.members])
 
+    @torch.no_grad()
     def critic_weights(self) -> list[Tensor]:
-        """Critic weights as the members use them: divided by ``sigma`` for spectral-norm members."""
-        return _effective_weights(list(self.critic.weights), self.sn_u, self.sn_v, self.spectral,
-                                  power_iteration=False)
+        """Critic weights as the members use them (copies): divided by ``sigma`` for spectral-norm members."""
+        weights = [w.detach().clone() for w in self.critic.weights]
+        return _effective_weights(weights, self.sn_u, self.sn_v, self.spectral, power_iteration=False)
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = 0, generator: torch.Generator | None = None) -> Tensor:
