@@ -40,6 +40,13 @@ of the batched products).
 Losses whose terms share batch statistics (``kl_hinge``, ``ragan``) are evaluated member by member
 on each member's ``(n,)`` outputs; every other loss once per group of members that share it, on
 their ``(K_g, n)`` outputs with ``reduction="none"``.
+
+>>> members = [MemberSpec(loss, seed=s, regulariser="spectral_norm")
+...            for loss in ("hinge", "kl_hinge") for s in range(4)]
+>>> result = train_ensemble(members, x_train, EnsembleConfig(epochs=500))   # x_train: (5000, 2)
+>>> result.sample(5000).shape            # (8, 5000, 2): member k's samples are row k
+>>> result.history.g_loss.shape          # (logged steps, 8)
+>>> gen, critic = result.member(3)       # plain nn.Sequential copies
 """
 
 from __future__ import annotations
