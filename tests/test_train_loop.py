@@ -285,8 +285,8 @@ def test_gpu_profile_paths_train_and_write_outputs(extra, tmp_path):
 def test_inductor_compile_plumbing(tmp_path):
     """compile=True with the default inductor backend, when this machine can compile in time."""
     if os.environ.get("GANBOOK_TEST_INDUCTOR") != "1":
-        pytest.skip("inductor compiles take ~1 min per graph on the 2-core build machine; "
-                    "set GANBOOK_TEST_INDUCTOR=1 (the aot_eager test covers the plumbing)")
+        pytest.skip("compiling the step with inductor takes over a minute on the 2-core build machine (67 s "
+                    "measured); set GANBOOK_TEST_INDUCTOR=1 to run it (the aot_eager test covers the plumbing)")
     run = train(TrainConfig(steps=2, compile=True, **TINY), digits())
     assert len(run.history) == 2
 
