@@ -462,6 +462,7 @@ def _kl_pairs_to_mixture(p: Dist, q: Dist) -> float:
 # ------------------------------------------------------------------------------------------------
 
 _CH1, _CH2, _CH4 = "notebooks/01_gan_game", "notebooks/02_fgan", "notebooks/04_generator_objectives"
+_CH6 = "notebooks/06_fwgan"
 _LM = "gan_lib.losses."
 
 _RATIO_CRITIC_TEX = r"v^*(x) = \log\frac{p(x)}{q(x)},\quad D^*(x) = \sigma(v^*(x)) = \frac{p(x)}{p(x)+q(x)}"
@@ -1046,6 +1047,7 @@ def _ipm_family(options: Mapping[str, Mapping[str, Any]]) -> dict[str, LossTheor
             mode_note=_NO_CLOSED_FORM,
             where=(r"r_i = n\,\mathrm{softmax}(v_{\mathrm{fake}})_i = e^{v_i} \big/ \tfrac1n\textstyle\sum_j e^{v_j}",),
             functions=(_LM + "ipm.kl_hinge_discriminator", _LM + "ipm.kl_hinge_generator"),
+            chapters=(_CH6,),
             claims=(
                 Claim(
                     "The weights $r = n\\,\\mathrm{softmax}(v)$ minimise $\\tfrac1n\\sum_i (r_i\\log r_i - r_i v_i)$ "
@@ -1065,7 +1067,7 @@ def _ipm_family(options: Mapping[str, Mapping[str, Any]]) -> dict[str, LossTheor
             options=dict(options["chi2_hinge"]),
             optimum=_unknown(
                 "the in-batch weights couple the fakes of a batch; we know no closed form of the population "
-                "optimum (the weights are the Pearson case of {cite:t}`song2020bridging`, derived in chapter 6)"
+                "optimum (the weights are the Pearson case of {cite:t}`song2020bridging`, derived in the f-WGAN chapter)"
             ),
             critic=None,
             discriminator_value=_unknown(_NO_CLOSED_FORM),
@@ -1077,6 +1079,7 @@ def _ipm_family(options: Mapping[str, Mapping[str, Any]]) -> dict[str, LossTheor
                 r"\tfrac1n\textstyle\sum_i r_i = 1",
             ),
             functions=(_LM + "ipm.chi2_hinge_discriminator", _LM + "ipm.chi2_hinge_generator"),
+            chapters=(_CH6,),
             claims=(
                 Claim(
                     "The weights $r_i = \\max(0, 1 + (v_i - \\lambda)/2)$ minimise "
