@@ -120,6 +120,7 @@ def test_weights_keep_shape_and_dtype() -> None:
         assert float(w.mean()) == pytest.approx(1.0, rel=1e-14)  # one batch of 24, not four of 6
     w = chi2_batch_weights(v)
     np.testing.assert_allclose(w.numpy().ravel(), brent_chi2(v.numpy().ravel()), rtol=1e-12, atol=1e-12)
+    assert chi2_batch_weights(torch.zeros(0)).shape == (0,)  # empty batch: empty weights (the losses refuse it)
     for dtype in (torch.float32, torch.bfloat16):
         low = chi2_batch_weights(v.to(dtype))
         assert low.dtype == dtype

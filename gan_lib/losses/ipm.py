@@ -135,11 +135,14 @@ def chi2_batch_weights(d_fake: Tensor) -> Tensor:
     ``\lambda_k = \tfrac1k\sum_{j \le k} v_{(j)} + 2 - 2n/k``; then ``\lambda = \lambda_k``.
     Exact (no bisection), invariant to a shift of ``v``; where no weight is clipped,
     ``r_i = 1 + (v_i - \bar v)/2``. Same shape and dtype as ``d_fake`` (float16 / bfloat16 are
-    computed in float32); gradients flow through the sort and ``\lambda``.
+    computed in float32); gradients flow through the sort and ``\lambda``. An empty ``d_fake`` gives
+    empty weights.
     """
     flat = d_fake.flatten()
     v = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
     n = v.numel()
+    if n == 0:  # no batch, no weights (as kl_batch_weights); the losses refuse the empty batch themselves
+        return torch.ones_like(d_fake)
     ordered = torch.sort(v, descending=True).values
     k = torch.arange(1, n + 1, dtype=v.dtype, device=v.device)
     lam_k = (torch.cumsum(ordered, 0) + 2.0 * (k - n)) / k
