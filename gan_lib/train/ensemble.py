@@ -427,7 +427,7 @@ class EnsembleResult:
         def bank(saved: Mapping[str, list[Tensor]]) -> BatchedMLP:
             w = saved["weights"]
             out = BatchedMLP(w[0].shape[1], [w[0].shape[2]] * w[0].shape[0], depth=len(w) - 1, out_dim=w[-1].shape[2],
-                             generator=torch.Generator().manual_seed(0)).to(w[0])
+                             generator=torch.Generator().manual_seed(0), fused=True).to(w[0])
             with torch.no_grad():
                 for p, x in zip([*out.weights, *out.biases], [*w, *saved["biases"]]):
                     p.copy_(x)
@@ -481,7 +481,7 @@ def concat_results(results: Sequence[EnsembleResult],
     def join_bank(banks: Sequence[BatchedMLP]) -> BatchedMLP:
         b0 = banks[0]
         out = BatchedMLP(b0.in_dim, [b0.widths[0]] * total, depth=b0.depth, activation=b0.activation,
-                         out_dim=b0.out_dim, generator=torch.Generator().manual_seed(0)).to(b0.weights[0])
+                         out_dim=b0.out_dim, generator=torch.Generator().manual_seed(0), fused=True).to(b0.weights[0])
         with torch.no_grad():
             for layer in range(b0.depth + 1):
                 out.weights[layer].copy_(join([b.weights[layer] for b in banks]))
@@ -613,15 +613,19 @@ def _group_losses(members: Sequence[MemberSpec], device: torch.device) -> tuple[
 
 
 class _Subset:
-    """A subset of the critics (e.g. those with an input-gradient penalty) evaluated on their own."""
+    """A subset of the critics (e.g. those with an input-gradient penalty) evaluated on their own.
 
-    def __init__(self, bank: BatchedMLP, positions: list[int], device: torch.device) -> None:
+    ``fused``: evaluate through the hand-written backward (:class:`gan_lib.nets.BatchedMLP`); the
+    penalties' second derivatives take the plain path, which they would otherwise recompute.
+    """
+
+    def __init__(self, bank: BatchedMLP, positions: list[int], device: torch.device, fused: bool) -> None:
         self.positions = positions
         self.everyone = positions == list(range(len(bank)))
         self.index = torch.tensor(positions, dtype=torch.long, device=device)
-        self.shell = bank if self.everyone else BatchedMLP(
+        self.shell = BatchedMLP(
             bank.in_dim, [bank.widths[0]] * len(positions), depth=bank.depth, activation=bank.activation,
-            out_dim=bank.out_dim, generator=torch.Generator().manual_seed(0)).to(device)
+            out_dim=bank.out_dim, generator=torch.Generator().manual_seed(0), fused=fused).to(device)
 
     def take(self, x: Tensor) -> Tensor:
         return x if self.everyone else x.index_select(0, self.index)
@@ -683,8 +687,8 @@ def _init_members(members: Sequence[MemberSpec], cfg: EnsembleConfig, d: int,
     """The stacked networks and spectral-norm vectors, member ``k`` drawn from ``gens[k]`` alone."""
     k = len(members)
     blank = torch.Generator().manual_seed(0)
-    generator = BatchedMLP(cfg.z_dim, [cfg.width] * k, cfg.depth, out_dim=d, generator=blank)
-    critic = BatchedMLP(d, [cfg.width] * k, cfg.depth, out_dim=1, generator=blank)
+    generator = BatchedMLP(cfg.z_dim, [cfg.width] * k, cfg.depth, out_dim=d, generator=blank, fused=True)
+    critic = BatchedMLP(d, [cfg.width] * k, cfg.depth, out_dim=1, generator=blank, fused=True)
     dims = [d] + [cfg.width] * cfg.depth + [1]
     sn_u = [torch.zeros(k, dims[i + 1]) for i in range(cfg.depth + 1)]
     sn_v = [torch.zeros(k, dims[i]) for i in range(cfg.depth + 1)]
@@ -752,7 +756,7 @@ def train_ensemble(
     gp_pos = [i for i, r in enumerate(regs) if r == "gp"]
     r1_pos = [i for i, r in enumerate(regs) if r == "r1"]
     pen_pos = gp_pos + r1_pos
-    pen_subset = _Subset(critic, pen_pos, device) if pen_pos else None
+    pen_subset = _Subset(critic, pen_pos, device, fused=False) if pen_pos else None
     pen_weight = _column([members[i].reg_weight if regs[i] == "gp" else 0.5 * members[i].reg_weight
                           for i in pen_pos], x_all)
     n_gp = len(gp_pos)
@@ -761,7 +765,7 @@ def train_ensemble(
     clip_bound = _column([members[i].clip if r == "clip" else math.inf for i, r in enumerate(regs)], x_all)
     groups, order = _group_losses(members, device)
     rel_pos = sorted(i for g in groups if g.loss.requires_real_in_generator for i in g.positions)
-    rel_subset = _Subset(critic, rel_pos, device) if rel_pos else None
+    rel_subset = _Subset(critic, rel_pos, device, fused=True) if rel_pos else None
 
     d_params = [*critic.weights, *critic.biases]
     g_params = [*generator.weights, *generator.biases]
