@@ -1,6 +1,6 @@
 """Speed of ``gan_lib.train.train_ensemble``: a grid of small GANs as one ensemble or one at a time.
 
-    python benchmarks/ensemble.py [--quick] [--threads T] [--pairs P] [--steps S] [--seeds N]
+    python benchmarks/ensemble.py [--quick] [--threads 1,2] [--pairs P] [--steps S] [--seeds N]
 
 The grid is Song & Ermon's 2-D setting: 8 losses x ``--seeds`` seeds (40 members by default), G
 2->100->100->2 and D 2->100->100->1 with LeakyReLU(0.2), spectral norm on every critic layer,
@@ -22,7 +22,11 @@ GFLOP/s counts the matrix-product FLOPs of its steps (forward, weight gradients 
 gradients autograd needs; the spectral norm's matrix-vector products are left out, < 1 %), and is
 compared with two peaks measured in the same run with the same threads: ``torch.bmm`` of the
 ensemble's largest product (K, 2*256, 100) x (K, 100, 100), and a 1024 x 1024 ``torch.mm``.
-Writes ``benchmarks/results/ensemble.json`` (temporary file, then renamed) and prints a table.
+Each thread count of ``--threads`` (default 1 and 2) is measured in turn, its peaks right after
+its repeats, and the run ends with one line per thread count: the median speed-ups (wall clock
+and CPU time) and the ensemble's fraction of the bmm peak. Writes
+``benchmarks/results/ensemble.json`` (temporary file, then renamed; ``summary`` holds the first
+thread count's results, ``summary["by_threads"]`` every one's) and prints the tables.
 ``--quick`` is a small version (8 members, a few steps; seconds).
 """
 
@@ -37,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,26 +151,10 @@ def peak_gflops(k: int, repeats: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small version: 1 seed per loss, 2 steps, 3 pairs")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per loss (default 5; quick 1)")
-    parser.add_argument("--steps", type=int, default=None, help="generator steps per member (default 20; quick 2)")
-    parser.add_argument("--pairs", type=int, default=None, help="repeats of the three timings (default 5; quick 3)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch threads (default: torch.get_num_threads() at start)")
-    parser.add_argument("--no-plain", action="store_true", help="skip the hand-written single-model loop")
-    args = parser.parse_args()
-    seeds = args.seeds or (1 if args.quick else 5)
-    steps = args.steps or (2 if args.quick else 20)
-    pairs = args.pairs or (3 if args.quick else 5)
-    for name, v in (("seeds", seeds), ("steps", steps), ("pairs", pairs), ("threads", args.threads)):
-        if v < 1:
-            parser.error(f"--{name}={v} must be >= 1")
-    torch.set_num_threads(args.threads)
-
-    x = training_data()
-    members = grid(seeds)
+def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int, pairs: int, quick: bool,
+            plain: bool) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """The three ways timed ``pairs`` times with ``threads`` torch threads, then the peaks; (summary, rows)."""
+    torch.set_num_threads(threads)
     k = len(members)
     cfg = EnsembleConfig(batch_size=BATCH, n_critic=N_CRITIC, optimiser="rmsprop", steps=steps, width=WIDTH,
                          depth=DEPTH, z_dim=Z_DIM, log_every=steps)
@@ -183,7 +172,7 @@ def main() -> int:
             plain_loop(m, x, steps)
 
     ways = {"ensemble": run_ensemble, "one_at_a_time": run_one_at_a_time}
-    if not args.no_plain:
+    if plain:
         ways["plain_loop"] = run_plain
     # warm-up: allocator and kernels
     train_ensemble(members, x, EnsembleConfig(batch_size=BATCH, n_critic=1, steps=1, width=WIDTH), progress=False)
@@ -191,7 +180,7 @@ def main() -> int:
     plain_loop(members[0], x, 1)
 
     names = list(ways)
-    rows = []
+    rows: list[dict[str, object]] = []
     wall_start = time.perf_counter()
     for p in range(pairs):
         order = names[p % len(names):] + names[:p % len(names)]
@@ -207,14 +196,16 @@ def main() -> int:
                 row[f"speedup_vs_plain{clock}"] = row[f"plain_loop{clock}_s"] / row[f"ensemble{clock}_s"]  # type: ignore[operator]
             row[f"ensemble_gflops{clock}"] = flops / row[f"ensemble{clock}_s"] / 1e9  # type: ignore[operator]
         rows.append(row)
-        print(f"pair {p}: " + "  ".join(f"{n} {row[f'{n}_s']:.2f} s (cpu {row[f'{n}_cpu_s']:.2f})" for n in names)
+        print(f"{threads} thread(s), pair {p}: "
+              + "  ".join(f"{n} {row[f'{n}_s']:.2f} s (cpu {row[f'{n}_cpu_s']:.2f})" for n in names)
               + f"  speed-up {row['speedup']:.2f}x (cpu {row['speedup_cpu']:.2f}x)", flush=True)
-    peak = peak_gflops(k, repeats=3 if args.quick else 5)
+    peak = peak_gflops(k, repeats=3 if quick else 5)
 
     def med(key: str) -> float:
         return statistics.median(float(r[key]) for r in rows)  # type: ignore[arg-type]
 
     summary: dict[str, object] = {"members": k, "steps": steps, "pairs": pairs, "threads": torch.get_num_threads(),
+                                  "seconds": time.perf_counter() - wall_start, "load_average_after": os.getloadavg(),
                                   "matmul_gflop_per_run": flops / 1e9, "peak_gflops": peak}
     for clock, label in (("", "wall"), ("_cpu", "cpu")):
         speedups = [float(r[f"speedup{clock}"]) for r in rows]  # type: ignore[arg-type]
@@ -227,16 +218,20 @@ def main() -> int:
             "fraction_of_bmm_peak": gflops / peak[label]["bmm_same_shape"],
             "fraction_of_mm_peak": gflops / peak[label]["mm_1024"],
         }
+    return summary, rows
 
-    print()
-    print(f"{k} members x {steps} generator steps, {torch.get_num_threads()} thread(s), {pairs} repeats "
-          f"({time.perf_counter() - wall_start:.0f} s); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    w, c = summary["wall"], summary["cpu"]  # type: ignore[assignment]
+
+def report(summary: dict[str, Any]) -> None:
+    """Print one thread count's table."""
+    w, c, peak = summary["wall"], summary["cpu"], summary["peak_gflops"]
+    print(f"\n{summary['members']} members x {summary['steps']} generator steps, {summary['threads']} thread(s), "
+          f"{summary['pairs']} repeats ({summary['seconds']:.0f} s); load average "
+          f"{summary['load_average_after'][0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'':34s}{'wall clock':>14s}{'CPU time':>14s}")
-    for n in names:
+    for n in w["member_steps_per_s"]:
         print(f"{n + ' member-steps/s':34s}{w['member_steps_per_s'][n]:14.2f}{c['member_steps_per_s'][n]:14.2f}")
     print(f"{'speed-up ensemble/one-at-a-time':34s}{w['speedup_median']:14.2f}{c['speedup_median']:14.2f}")
-    if "plain_loop" in ways:
+    if w["speedup_vs_plain_median"] is not None:
         print(f"{'speed-up ensemble/plain loop':34s}{w['speedup_vs_plain_median']:14.2f}{c['speedup_vs_plain_median']:14.2f}")
     print(f"{'ensemble GFLOP/s':34s}{w['ensemble_gflops']:14.1f}{c['ensemble_gflops']:14.1f}")
     for key, label in (("bmm_same_shape", "peak: bmm of the same shape"), ("mm_1024", "peak: 1024^2 mm")):
@@ -244,11 +239,52 @@ def main() -> int:
     print(f"{'ensemble / bmm peak':34s}{w['fraction_of_bmm_peak']:14.0%}{c['fraction_of_bmm_peak']:14.0%}")
     print(f"{'ensemble / mm peak':34s}{w['fraction_of_mm_peak']:14.0%}{c['fraction_of_mm_peak']:14.0%}")
 
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small version: 1 seed per loss, 2 steps, 3 pairs")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per loss (default 5; quick 1)")
+    parser.add_argument("--steps", type=int, default=None, help="generator steps per member (default 20; quick 2)")
+    parser.add_argument("--pairs", type=int, default=None, help="repeats of the three timings (default 5; quick 3)")
+    parser.add_argument("--threads", type=str, default="1,2",
+                        help="torch thread counts, comma-separated, each measured in turn (default 1,2)")
+    parser.add_argument("--no-plain", action="store_true", help="skip the hand-written single-model loop")
+    args = parser.parse_args()
+    seeds = args.seeds or (1 if args.quick else 5)
+    steps = args.steps or (2 if args.quick else 20)
+    pairs = args.pairs or (3 if args.quick else 5)
+    try:
+        thread_counts = [int(t) for t in str(args.threads).split(",")]
+    except ValueError:
+        parser.error(f"--threads={args.threads!r} must be integers separated by commas, e.g. 1,2")
+    for name, v in (("seeds", seeds), ("steps", steps), ("pairs", pairs), ("threads", min(thread_counts))):
+        if v < 1:
+            parser.error(f"--{name}={v} must be >= 1")
+
+    x = training_data()
+    members = grid(seeds)
+    by_threads: dict[str, dict[str, object]] = {}
+    rows_by_threads: dict[str, list[dict[str, object]]] = {}
+    for threads in thread_counts:
+        by_threads[str(threads)], rows_by_threads[str(threads)] = measure(
+            threads, members, x, steps, pairs, args.quick, not args.no_plain)
+    for threads in thread_counts:
+        report(by_threads[str(threads)])
+    print(f"\n{'threads':>8s}{'speed-up wall':>15s}{'speed-up CPU':>14s}{'bmm peak wall':>15s}{'bmm peak CPU':>14s}")
+    for threads in thread_counts:
+        w, c = by_threads[str(threads)]["wall"], by_threads[str(threads)]["cpu"]  # type: ignore[index]
+        print(f"{threads:8d}{w['speedup_median']:14.2f}x{c['speedup_median']:13.2f}x"
+              f"{w['fraction_of_bmm_peak']:15.0%}{c['fraction_of_bmm_peak']:14.0%}")
+    # the first thread count's summary at the top level (the benchmarks page reads it), every one under by_threads
+    summary = dict(by_threads[str(thread_counts[0])])
+    summary["by_threads"] = by_threads
+
     record = {"args": vars(args), "grid": {"losses": LOSSES, "seeds": seeds, "regulariser": "spectral_norm",
                                            "optimiser": "rmsprop", "lr": LR, "batch": BATCH, "n_critic": N_CRITIC,
                                            "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS},
               "torch": torch.__version__, "cpus": os.cpu_count(), "host": platform.node(),
-              "load_average": os.getloadavg(), "summary": summary, "pairs": rows}
+              "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],
+              "pairs_by_threads": rows_by_threads}
     out_dir = Path(__file__).resolve().parent / "results"
     out_dir.mkdir(exist_ok=True)
     target = out_dir / "ensemble.json"
