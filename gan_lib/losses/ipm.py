@@ -194,42 +194,6 @@ def kl_hinge_generator(
     return reduce_terms(_weighted_fake(d_fake, detach_weights), reduction, scale=-1.0)
 
 
-def _kl_hinge_factory(detach_weights: bool) -> LossParts:
-    def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor:
-        return kl_hinge_discriminator(d_real, d_fake, detach_weights, **reduce)
-
-    def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
-        return kl_hinge_generator(d_fake, detach_weights, **reduce)
-
-    return LossParts(
-        discriminator,
-        generator,
-        r"\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]",
-        r"-\mathbb{E}_Q[r v]",
-        where=r"r_i = n\,\mathrm{softmax}(v_{\mathrm{fake}})_i",
-    )
-
-
-register(
-    LossSpec(
-        name="kl_hinge",
-        family="ipm",
-        citation="song2020bridging",
-        options={
-            "detach_weights": Option(
-                False,
-                boolean,
-                "True or False",
-                "treat the in-batch weights r as constants in the gradient",
-            )
-        },
-        factory=_kl_hinge_factory,
-        batch_statistics=True,
-        summary="KL-WGAN: hinge loss on fake critic values reweighted in-batch by n*softmax(v).",
-    )
-)
-
-
 _CHI2_COUPLING = "the in-batch chi^2 weights r = max(0, 1 + (v_fake - lambda)/2) with mean 1"
 
 
@@ -267,37 +231,53 @@ def chi2_hinge_generator(
     return reduce_terms(_weighted_fake(d_fake, detach_weights, chi2_batch_weights), reduction, scale=-1.0)
 
 
-def _chi2_hinge_factory(detach_weights: bool) -> LossParts:
-    def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor:
-        return chi2_hinge_discriminator(d_real, d_fake, detach_weights, **reduce)
+def _register_weighted_hinge(name: str, discriminator_fn: Any, generator_fn: Any, where: str, summary: str) -> None:
+    """Register an f-WGAN hinge loss whose fake critic values are reweighted in-batch (one option:
+    ``detach_weights``); ``kl_hinge`` and ``chi2_hinge`` differ only in the weights."""
 
-    def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
-        return chi2_hinge_generator(d_fake, detach_weights, **reduce)
+    def factory(detach_weights: bool) -> LossParts:
+        def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor:
+            return discriminator_fn(d_real, d_fake, detach_weights, **reduce)
 
-    return LossParts(
-        discriminator,
-        generator,
-        r"\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]",
-        r"-\mathbb{E}_Q[r v]",
-        where=r"r_i = \max\big(0, 1 + (v_i - \lambda)/2\big),\ \tfrac1n\textstyle\sum_i r_i = 1",
+        def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
+            return generator_fn(d_fake, detach_weights, **reduce)
+
+        return LossParts(
+            discriminator,
+            generator,
+            r"\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]",
+            r"-\mathbb{E}_Q[r v]",
+            where=where,
+        )
+
+    register(
+        LossSpec(
+            name=name,
+            family="ipm",
+            citation="song2020bridging",
+            options={
+                "detach_weights": Option(
+                    False, boolean, "True or False", "treat the in-batch weights r as constants in the gradient"
+                )
+            },
+            factory=factory,
+            batch_statistics=True,
+            summary=summary,
+        )
     )
 
 
-register(
-    LossSpec(
-        name="chi2_hinge",
-        family="ipm",
-        citation="song2020bridging",
-        options={
-            "detach_weights": Option(
-                False,
-                boolean,
-                "True or False",
-                "treat the in-batch weights r as constants in the gradient",
-            )
-        },
-        factory=_chi2_hinge_factory,
-        batch_statistics=True,
-        summary="chi^2-WGAN: hinge loss on fake critic values reweighted in-batch by the projection max(0, 1 + (v - lambda)/2).",
-    )
+_register_weighted_hinge(
+    "kl_hinge",
+    kl_hinge_discriminator,
+    kl_hinge_generator,
+    r"r_i = n\,\mathrm{softmax}(v_{\mathrm{fake}})_i",
+    "KL-WGAN: hinge loss on fake critic values reweighted in-batch by n*softmax(v).",
+)
+_register_weighted_hinge(
+    "chi2_hinge",
+    chi2_hinge_discriminator,
+    chi2_hinge_generator,
+    r"r_i = \max\big(0, 1 + (v_i - \lambda)/2\big),\ \tfrac1n\textstyle\sum_i r_i = 1",
+    "chi^2-WGAN: hinge loss on fake critic values reweighted in-batch by the projection max(0, 1 + (v - lambda)/2).",
 )
