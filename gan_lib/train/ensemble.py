@@ -52,6 +52,7 @@ every other loss once per group on the ``(K_g, n)`` outputs with ``reduction="no
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -344,6 +345,9 @@ class EnsembleResult:
             vectors (meaningful for spectral-norm members only).
         history: the logged losses (:class:`EnsembleHistory`).
         steps: generator steps taken; seconds: wall time of the training loop.
+        snapshots: copies of the generators after the generator steps named in ``train_ensemble``'s
+            ``snapshot_steps`` (step -> :class:`gan_lib.nets.BatchedMLP`); :meth:`sample` draws from them
+            with ``step=``.
     """
 
     members: tuple[MemberSpec, ...]
@@ -355,6 +359,7 @@ class EnsembleResult:
     history: EnsembleHistory
     steps: int
     seconds: float
+    snapshots: dict[int, BatchedMLP] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -371,18 +376,26 @@ class EnsembleResult:
         return _effective_weights(weights, self.sn_u, self.sn_v, self.spectral, power_iteration=False)
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int | None = 0, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, seed: int | None = 0, generator: torch.Generator | None = None,
+               step: int | None = None) -> Tensor:
         """``n`` samples of every member, ``(K, n, d)``, from one noise draw ``(n, z)`` fed to all.
 
         The noise comes from ``generator`` when given, else from a generator seeded with ``seed``.
+        ``step``: sample the generators as they were after that generator step (one of
+        :attr:`snapshots`, or :attr:`steps` for the final ones); ``None`` = the final generators.
         """
         _check("n", n, lambda v: integer_number(v, 1))
+        net = self.generator
+        if step is not None and step != self.steps:
+            if step not in self.snapshots:
+                raise ValueError(f"step={step!r} has no snapshot; available: {sorted(self.snapshots) + [self.steps]}")
+            net = self.snapshots[step]
         dev = self.generator.weights[0].device
         if generator is None:
             _check("seed", seed, lambda v: integer_number(v, 0))
             generator = torch.Generator(device=dev).manual_seed(int(seed))  # type: ignore[arg-type]
         z = torch.randn(n, self.config.z_dim, generator=generator, device=dev, dtype=self.generator.weights[0].dtype)
-        return self.generator(z)
+        return net(z)
 
     @torch.no_grad()
     def critic_values(self, x: Tensor) -> Tensor:
@@ -453,7 +466,8 @@ def concat_results(results: Sequence[EnsembleResult],
     """Join results of one config into one ensemble; ``positions[i]`` are the places of ``results[i]``'s members.
 
     Without ``positions`` the members are appended in order. The positions must cover ``0..K-1``
-    once each. The joined result's ``seconds`` is the largest of the parts' (they ran in parallel).
+    once each. The joined result's ``seconds`` is the largest of the parts' (they ran in parallel);
+    its snapshots are those of the steps every part kept.
     """
     results = list(results)
     if not results:
@@ -512,6 +526,8 @@ def concat_results(results: Sequence[EnsembleResult],
         history=history,
         steps=results[0].steps,
         seconds=max(r.seconds for r in results),
+        snapshots={s: join_bank([r.snapshots[s] for r in results])
+                   for s in sorted(set.intersection(*(set(r.snapshots) for r in results)))},
     )
 
 
@@ -737,13 +753,16 @@ def train_ensemble(
     config: EnsembleConfig,
     progress: bool = True,
     desc: str = "ensemble",
+    snapshot_steps: Sequence[int] = (),
 ) -> EnsembleResult:
     r"""Train every member of ``members`` at once (module docstring); return an :class:`EnsembleResult`.
 
     ``data``: one ``(N, d)`` tensor shared by all members, a list of ``K`` such tensors (one per
     member), or a mapping ``name -> tensor`` with each member naming its set in
     ``MemberSpec.dataset``. All sets need the same ``N`` and ``d`` (the members share the batch
-    schedule). ``progress`` shows a ``tqdm`` bar over generator steps.
+    schedule). ``progress`` shows a ``tqdm`` bar over generator steps. ``snapshot_steps``: generator
+    steps (in ``1..total``) after which a copy of the generators is kept in
+    :attr:`EnsembleResult.snapshots` (e.g. for a convergence curve from a single run).
     """
     members = tuple(members)
     if not members:
@@ -759,6 +778,12 @@ def train_ensemble(
     k = len(members)
     n_points, d = x_all.shape[-2], x_all.shape[-1]
     total = config.total_steps(n_points)
+    if isinstance(snapshot_steps, (str, bytes)) or not isinstance(snapshot_steps, Sequence):
+        raise TypeError(f"snapshot_steps={snapshot_steps!r} must be a sequence of generator steps")
+    for s in snapshot_steps:
+        _check("snapshot step", s, lambda v: integer_number(v, 1, total))
+    keep = {int(s) for s in snapshot_steps}
+    snapshots: dict[int, BatchedMLP] = {}
     bsz, z_dim = config.batch_size, config.z_dim
 
     gens = [torch.Generator(device="cpu").manual_seed(int(m.seed)) for m in members]
@@ -881,6 +906,8 @@ def train_ensemble(
                 opt_g.step(grads)
                 step += 1
                 bar.update(1)
+                if step in keep:
+                    snapshots[step] = copy.deepcopy(generator)
                 if step % config.log_every == 0 or step == total:
                     log_steps.append(step)
                     log_d.append(d_vec.detach()[order])
@@ -899,4 +926,4 @@ def train_ensemble(
         return torch.stack(rows).cpu().numpy() if rows else np.zeros((0, k), dtype=np.float32)
 
     history = EnsembleHistory(np.asarray(log_steps, dtype=np.int64), stacked(log_d), stacked(log_g), stacked(log_p))
-    return EnsembleResult(members, config, generator, critic, sn_u, sn_v, history, total, seconds)
+    return EnsembleResult(members, config, generator, critic, sn_u, sn_v, history, total, seconds, snapshots)
