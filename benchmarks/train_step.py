@@ -91,6 +91,15 @@ class BareStep:
         self.d.requires_grad_(True)
 
 
+#: Peers' published throughput, theirs, for the GPU comparison (StudioGAN's CIFAR-10 benchmark, as
+#: quoted in the issue that asked for this benchmark): DCGAN 200k generator steps in 5.2 h at batch 64
+#: on one TITAN RTX; SNGAN about 3.6 generator steps/s with 5 critic steps per generator step.
+PUBLISHED = {
+    "StudioGAN DCGAN (TITAN RTX, batch 64)": {"steps_per_s": 200_000 / (5.2 * 3600), "batch": 64},
+    "StudioGAN SNGAN (TITAN RTX, batch 64, 5 critic steps)": {"steps_per_s": 3.6, "batch": 64},
+}
+
+
 def run_mode(label: str, cfg: TrainConfig, data: torch.Tensor, pairs: int, steps: int) -> dict:
     lib, bare = Trainer(cfg, data), BareStep(cfg, data)
     cuda = cfg.device.startswith("cuda")
@@ -164,7 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     record = {"args": {**vars(args), "out": None, "pairs": pairs, "steps": steps}, "torch": torch.__version__,
               "host": platform.node(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-              "modes": [m["summary"] for m in modes], "pairs": {m["summary"]["mode"]: m["pairs"] for m in modes}}
+              "modes": [m["summary"] for m in modes], "pairs": {m["summary"]["mode"]: m["pairs"] for m in modes},
+              "published_theirs": PUBLISHED}
+    if torch.cuda.is_available():
+        for m in modes[1:]:
+            sm = m["summary"]
+            print(f"{sm['mode']:>34}: {sm['lib_images_per_s'] / sm['batch']:7.2f} generator steps/s at batch {sm['batch']} (ours)")
+        for name, ref in PUBLISHED.items():
+            print(f"{name:>34}: {ref['steps_per_s']:7.2f} generator steps/s at batch {ref['batch']} (theirs, published)")
     out = args.out or Path(__file__).parent / "results" / ("train_step-quick.json" if args.quick else "train_step.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".json.tmp")
