@@ -32,10 +32,12 @@ from torch import Tensor
 
 from gan_lib.validation import boolean, is_real, real_number
 
-__all__ = ["gaussian_kernel", "mmd2", "mmd_discriminator", "mmd_generator", "MMDLoss"]
+__all__ = ["check_bandwidths", "gaussian_kernel", "mmd2", "mmd_discriminator", "mmd_generator", "MMDLoss"]
 
 
-def _bandwidths(bandwidths: Any) -> tuple[float, ...]:
+def check_bandwidths(bandwidths: Any) -> tuple[float, ...]:
+    """``bandwidths`` (a number > 0 or a non-empty sequence of them) as a tuple of floats; anything
+    else is refused with a ValueError naming the value."""
     values = [bandwidths] if is_real(bandwidths) else bandwidths
     allowed = f"bandwidths={bandwidths!r} not allowed; give a finite real number > 0 or a non-empty sequence of them"
     try:
@@ -60,7 +62,7 @@ def _features(name: str, f: Tensor) -> Tensor:
 def gaussian_kernel(a: Tensor, b: Tensor, bandwidths: float | Sequence[float] = 1.0) -> Tensor:
     r"""``\sum_h \exp(-\|a_i - b_j\|^2 / (2 h^2))`` for every pair: ``(n, k), (m, k) -> (n, m)``,
     or batched ``(K, n, k), (K, m, k) -> (K, n, m)``. Differentiable in both arguments."""
-    hs = _bandwidths(bandwidths)
+    hs = check_bandwidths(bandwidths)
     a, b = _features("a", a), _features("b", b)
     if a.shape[-1] != b.shape[-1] or a.shape[:-2] != b.shape[:-2]:
         raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} must agree in every dimension but the samples")
@@ -121,7 +123,7 @@ class MMDLoss:
     batch_statistics: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bandwidths", _bandwidths(self.bandwidths))
+        object.__setattr__(self, "bandwidths", check_bandwidths(self.bandwidths))
         object.__setattr__(self, "unbiased", boolean(self.unbiased))
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> Tensor:

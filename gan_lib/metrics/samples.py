@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from gan_lib.divergences.quadrature import adaptive_integrate
+from gan_lib.losses.mmd import check_bandwidths, gaussian_kernel
 from gan_lib.validation import boolean, integer_number, is_real, real_number
 
 from .coverage import mode_coverage
@@ -90,28 +91,10 @@ def _sq_dists(a: Tensor, b: Tensor, b_sq: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------------
 
 
-def _bandwidths(bandwidths: Any) -> list[float]:
-    values = [bandwidths] if is_real(bandwidths) else bandwidths
-    allowed = f"bandwidths={bandwidths!r} not allowed; give a finite real number > 0 or a non-empty sequence of them"
-    try:
-        out = [real_number(h) for h in values]
-    except (TypeError, ValueError):
-        raise ValueError(allowed) from None
-    if not out or min(out) <= 0:
-        raise ValueError(allowed)
-    return out
-
-
-def _kernel_sum(a: Tensor, b: Tensor, coefs: list[float]) -> float:
-    """``sum_{i,j} sum_h exp(-c_h |a_i - b_j|^2)``, in chunks of rows of ``a``."""
-    b_sq = (b**2).sum(1)
+def _kernel_sum(a: Tensor, b: Tensor, bandwidths: tuple[float, ...]) -> float:
+    """``sum_{i,j} k(a_i, b_j)`` for :func:`~gan_lib.losses.mmd.gaussian_kernel`, in chunks of rows of ``a``."""
     step = max(1, _CHUNK_ENTRIES // b.shape[0])
-    total = 0.0
-    for start in range(0, a.shape[0], step):
-        d2 = _sq_dists(a[start : start + step], b, b_sq)
-        for c in coefs:
-            total += float(torch.exp(-c * d2).sum())
-    return total
+    return sum(float(gaussian_kernel(a[start : start + step], b, bandwidths).sum()) for start in range(0, a.shape[0], step))
 
 
 def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWIDTH,), unbiased: bool = False) -> float:
@@ -131,12 +114,12 @@ def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWI
     """
     unb = boolean(unbiased)
     a, b = _pair(x, y, min_rows=2 if unb else 1)
-    coefs = [1.0 / (2.0 * h * h) for h in _bandwidths(bandwidths)]
+    hs = check_bandwidths(bandwidths)
     n, m = a.shape[0], b.shape[0]
     with torch.no_grad():
-        s_xx, s_yy, s_xy = _kernel_sum(a, a, coefs), _kernel_sum(b, b, coefs), _kernel_sum(a, b, coefs)
+        s_xx, s_yy, s_xy = _kernel_sum(a, a, hs), _kernel_sum(b, b, hs), _kernel_sum(a, b, hs)
     if unb:
-        k0 = float(len(coefs))  # k(a, a): each Gaussian is 1 on the diagonal
+        k0 = float(len(hs))  # k(a, a): each Gaussian is 1 on the diagonal
         return (s_xx - n * k0) / (n * (n - 1)) + (s_yy - m * k0) / (m * (m - 1)) - 2.0 * s_xy / (n * m)
     return s_xx / n**2 + s_yy / m**2 - 2.0 * s_xy / (n * m)
 
