@@ -1,6 +1,6 @@
 """Speed of ``gan_lib.train.train_ensemble``: a grid of small GANs as one ensemble or one at a time.
 
-    python benchmarks/ensemble.py [--quick] [--threads 1,2] [--pairs P] [--steps S] [--seeds N]
+    python benchmarks/ensemble.py [--quick] [--threads 1,2] [--pairs P] [--steps S] [--seeds N] [--malloc retain|default]
 
 The grid is Song & Ermon's 2-D setting: 8 losses x ``--seeds`` seeds (40 members by default), G
 2->100->100->2 and D 2->100->100->1 with LeakyReLU(0.2), spectral norm on every critic layer,
@@ -27,7 +27,10 @@ its repeats, and the run ends with one line per thread count: the median speed-u
 and CPU time) and the ensemble's fraction of the bmm peak. Writes
 ``benchmarks/results/ensemble.json`` (temporary file, then renamed; ``summary`` holds the first
 thread count's results, ``summary["by_threads"]`` every one's) and prints the tables.
-``--quick`` is a small version (8 members, a few steps; seconds).
+``--quick`` is a small version (8 members, a few steps; seconds). ``--malloc retain`` (the default)
+first calls :func:`gan_lib.train.retain_freed_memory`, for the whole run (all three ways and the
+peaks): freed activations are reused instead of faulting in fresh pages every step;
+``--malloc default`` leaves glibc's allocator as it is.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lib import losses
-from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble
+from gan_lib.train import EnsembleConfig, MemberSpec, retain_freed_memory, train_ensemble
 
 LOSSES = ["non_saturating", "minimax", "lsgan", "hinge", "kl_hinge", "wgan", "ragan", "fgan_kl"]
 N_POINTS, BATCH, N_CRITIC, WIDTH, DEPTH, DIM, Z_DIM, LR = 5000, 256, 5, 100, 2, 2, 2, 2e-4
@@ -249,6 +252,8 @@ def main() -> int:
     parser.add_argument("--threads", type=str, default="1,2",
                         help="torch thread counts, comma-separated, each measured in turn (default 1,2)")
     parser.add_argument("--no-plain", action="store_true", help="skip the hand-written single-model loop")
+    parser.add_argument("--malloc", choices=("retain", "default"), default="retain",
+                        help="retain: call gan_lib.train.retain_freed_memory() first (default); default: leave glibc as is")
     args = parser.parse_args()
     seeds = args.seeds or (1 if args.quick else 5)
     steps = args.steps or (2 if args.quick else 20)
@@ -261,6 +266,8 @@ def main() -> int:
         if v < 1:
             parser.error(f"--{name}={v} must be >= 1")
 
+    retained = retain_freed_memory() if args.malloc == "retain" else False
+    print(f"malloc: {args.malloc} ({'glibc thresholds raised' if retained else 'allocator left as it is'})")
     x = training_data()
     members = grid(seeds)
     by_threads: dict[str, dict[str, object]] = {}
@@ -282,6 +289,7 @@ def main() -> int:
     record = {"args": vars(args), "grid": {"losses": LOSSES, "seeds": seeds, "regulariser": "spectral_norm",
                                            "optimiser": "rmsprop", "lr": LR, "batch": BATCH, "n_critic": N_CRITIC,
                                            "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS},
+              "malloc": {"mode": args.malloc, "retained": retained},
               "torch": torch.__version__, "cpus": os.cpu_count(), "host": platform.node(),
               "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],
               "pairs_by_threads": rows_by_threads}

@@ -10,13 +10,12 @@ separate Adams would.
 
 ``fused=True`` evaluates the same function through a hand-written forward and backward
 (:class:`torch.autograd.Function`) that is cheaper on the CPU for the ReLU family at equal widths:
-each layer's bias rides in its matrix product as one more row of the weight (the layer's input
-carries a column of ones), activations are applied in place and their slope is read back from the
-stored outputs, products with a dimension of 1 or 2 in the backward pass (through a critic's output layer, into a
-2-D network's input layer) are done elementwise instead of by ``bmm``, and a hidden weight's
-gradient includes its bias's. The results agree with the plain path to float rounding. Second derivatives (an input
-gradient penalty, ``create_graph=True``) differentiate a recomputation through the plain path, so
-they are exact but cost one more forward pass.
+activations are applied in place and their slope is read back from the stored outputs, products
+with a side of one or two (out of a critic's output layer, into a 2-D network's input layer) are
+taken in the orientation in which ``bmm`` is fast, and only the gradients asked for are computed.
+The results agree with the plain path to float rounding. Second derivatives (an input gradient
+penalty, ``create_graph=True``) differentiate a recomputation through the plain path, so they are
+exact but cost one more forward pass.
 """
 
 from __future__ import annotations
@@ -32,10 +31,11 @@ from .mlp import activation_function, mlp
 __all__ = ["BatchedMLP"]
 
 _FUSED_SLOPES = {"leaky_relu": 0.2, "relu": 0.0}  # activations the fused path handles: max(a, slope a)
-# Hidden activations (K * n * width) from which the fused path is taken. Below, its extra small ops
-# cost more than it saves: on 2 CPU cores it was 0.6-0.95x the plain path's speed for K <= 8
-# (n = 256 or 512, width 100), ~1.1x at K = 16, n = 512, and 1.15x for a whole training step at K = 40.
-_FUSED_MIN_ELEMENTS = 2**20
+# Hidden activations (K * n * width) from which the fused path is taken. Below, its extra Python
+# work costs more than it saves: on 2 CPU cores (width 100, a critic step on 2n = 512 rows, a
+# generator step on 256) it was 0.8-0.9x the plain path's speed at K = 1 and 2 (n = 256), about
+# even at K = 4, and 1.1-1.3x faster from K = 8 on (1.2-1.35x for a critic step at K = 40).
+_FUSED_MIN_ELEMENTS = 2**17
 
 
 class BatchedMLP(nn.Module):
@@ -54,7 +54,7 @@ class BatchedMLP(nn.Module):
 
     ``fused=True`` uses the hand-written forward and backward of the module docstring (for
     ``"leaky_relu"`` and ``"relu"`` at equal widths, and batches whose hidden activations hold at
-    least ``2**20`` numbers, where it pays; otherwise the plain path); the attribute ``fused`` may be
+    least ``2**17`` numbers, where it pays; otherwise the plain path); the attribute ``fused`` may be
     switched at any time.
 
     :meth:`member` hands back member ``k`` as a plain :func:`gan_lib.nets.mlp` with copied weights.
@@ -156,20 +156,15 @@ class BatchedMLP(nn.Module):
         return copy.deepcopy(net)
 
 
-def _thin_bmm(a: Tensor, b: Tensor) -> Tensor:
-    """``torch.bmm(a, b)`` for ``(K, n, m) @ (K, m, p)``, elementwise when ``p == 1`` or ``m <= 2``.
+def _product(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.bmm(a, b)`` for ``(K, n, m) @ (K, m, p)``, as ``(b^T a^T)^T`` when ``p <= 2``.
 
-    ``bmm`` runs such shapes (a matrix-vector product, a sum of one or two outer products) far below
-    its speed on square blocks; a product and a sum, or one or two multiply-adds, do it in a pass.
+    With one or two output columns ``bmm`` runs far below its speed on square blocks (on 2 CPU
+    cores, (40, 512, 100) @ (40, 100, 1) took 1.4 ms, the transposed product 0.36 ms); the result
+    is then a transposed view.
     """
-    m, p = b.shape[1], b.shape[2]
-    if p == 1:
-        return (a * b.transpose(1, 2)).sum(-1, keepdim=True)
-    if m <= 2:
-        out = a[..., :1] * b[:, :1]
-        for i in range(1, m):
-            out.addcmul_(a[..., i:i + 1], b[:, i:i + 1])
-        return out
+    if b.shape[2] <= 2:
+        return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
     return torch.bmm(a, b)
 
 
@@ -186,75 +181,67 @@ def _plain_stack(x: Tensor, slope: float, weights: Sequence[Tensor], biases: Seq
 class _FusedStack(torch.autograd.Function):
     r"""``K`` MLPs ``h_{l+1} = max(a_l, slope a_l)``, ``a_l = h_l W_l + b_l``, with a hand-written backward.
 
-    Forward: ``[h_l, 1] @ [[W_l, 0], [b_l, 1]] = [a_l, 1]`` (the bias as a last weight row, and a
-    last column that carries the ones to the next layer's input); the activation in place; the
-    output layer by ``baddbmm`` as in the plain path (outputs rounded alike: a loss that is exactly
-    invariant to a shift of the output leaves the output bias a gradient of pure rounding, which
-    Adam's ``g / (sqrt(v) + eps)`` turns into steps of its own).
-    Backward, with ``G = dL/da_l``: ``[dW_l; db_l] = [h_l, 1]^T G``, ``dL/dh_l = G W_l^T``, and
-    ``dL/da_{l-1} = dL/dh_l`` where ``h_l > 0``, ``slope dL/dh_l`` elsewhere (``h_l > 0`` iff
-    ``a_{l-1} > 0`` for ``slope >= 0``).
+    Forward: ``a_l`` by ``bmm`` and an in-place bias (by the transposed product for an output layer
+    of one or two units, :func:`_product`), the activation in place; only the activations ``h_l`` are kept.
+    Backward, with ``G = dL/da_l``: ``dW_l = h_l^T G``, ``db_l = sum_n G``, ``dL/dh_l = G W_l^T``,
+    and ``dL/da_{l-1} = dL/dh_l`` where ``h_l > 0``, ``slope dL/dh_l`` elsewhere (``h_l > 0`` iff
+    ``a_{l-1} > 0`` for ``slope >= 0``). Products with a side of one or two (into a 2-D input
+    layer, out of a critic's or a 2-D generator's output layer) are taken in the orientation that
+    ``bmm`` runs fast; only the gradients that are asked for are computed.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, slope: float, *params: Tensor) -> Tensor:  # type: ignore[override]
         n_layers = len(params) // 2
         weights, biases = params[:n_layers], params[n_layers:]
-        k, n, _ = x.shape
-        h = torch.cat([x, x.new_ones(1, 1, 1).expand(k, n, 1)], 2)
-        inputs = [h]
-        out = h
-        for layer in range(n_layers):
+        inputs = [x]
+        h = x
+        for layer in range(n_layers - 1):
             w, b = weights[layer], biases[layer]
-            if layer == n_layers - 1:
-                # the output layer as the plain path computes it: the same rounding of the outputs
-                out = torch.baddbmm(b, h[..., :-1], w)
-                break
-            # [[W, 0], [b, 1]]: the product also writes the next layer's column of ones (max(1, s) = 1)
-            w_ext = torch.cat([torch.cat([w, b], 1), w.new_zeros(1, 1, 1).expand(k, w.shape[1] + 1, 1)], 2)
-            w_ext[:, -1, -1] = 1.0
-            h = torch.bmm(h, w_ext)
+            # bmm and the bias in place (baddbmm first copies the broadcast bias into its output: one
+            # more pass), except from one or two inputs, where bmm is slow and baddbmm is not
+            h = torch.baddbmm(b, h, w) if w.shape[1] <= 2 else torch.bmm(h, w).add_(b)
             torch.nn.functional.leaky_relu_(h, slope)
             inputs.append(h)
+        w, b = weights[-1], biases[-1]
+        out = _product(h, w).add_(b) if w.shape[2] <= 2 else torch.baddbmm(b, h, w)
         ctx.slope, ctx.n_layers = slope, n_layers
-        ctx.save_for_backward(x, *params, *inputs)
+        ctx.save_for_backward(*params, *inputs)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         n_layers, slope = ctx.n_layers, ctx.slope
         saved = ctx.saved_tensors
-        x, params, inputs = saved[0], saved[1:1 + 2 * n_layers], saved[1 + 2 * n_layers:]
+        params, inputs = saved[:2 * n_layers], saved[2 * n_layers:]
         weights = params[:n_layers]
         need_x, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[2:]
         if torch.is_grad_enabled():  # create_graph=True: differentiate a recomputation
             wanted = [need_x, *need_p]
             with torch.enable_grad():
-                out = _plain_stack(x, slope, params[:n_layers], params[n_layers:])
-            sources = [t for t, w in zip([x, *params], wanted) if w]
+                out = _plain_stack(inputs[0], slope, params[:n_layers], params[n_layers:])
+            sources = [t for t, w in zip([inputs[0], *params], wanted) if w]
             found = iter(torch.autograd.grad(out, sources, grad, create_graph=True, allow_unused=True))
             got = [next(found) if w else None for w in wanted]
             return (got[0], None, *got[1:])
         grad_w: list[Tensor | None] = [None] * n_layers
         grad_b: list[Tensor | None] = [None] * n_layers
-        used = [layer for layer in range(n_layers) if need_p[layer] or need_p[n_layers + layer]]
-        lowest = 0 if need_x else min(used, default=n_layers)
-        g = grad
+        lowest_w = min((layer for layer in range(n_layers) if need_p[layer]), default=n_layers)
+        lowest_b = min((layer for layer in range(n_layers) if need_p[n_layers + layer]), default=n_layers)
+        lowest = 0 if need_x else min(lowest_w, lowest_b)
+        g = grad.contiguous()  # e.g. a critic's input gradient, a transposed view: bmm copies such operands slowly
         for layer in reversed(range(lowest, n_layers)):
             h, w = inputs[layer], weights[layer]
-            fan_in, fan_out = w.shape[1], w.shape[2]
-            if layer in used:
-                if fan_out <= 2:
-                    # (K, fan_out, n) @ (K, n, fan_in + 1): bmm is slow with 1 or 2 output columns; the
-                    # bias gradient summed as autograd sums it (the rounding residue of the class docstring)
-                    g_ext = torch.bmm(g.transpose(1, 2), h).transpose(1, 2)
-                    grad_w[layer], grad_b[layer] = g_ext[:, :fan_in], g.sum(1, keepdim=True)
-                else:
-                    g_ext = torch.bmm(h.transpose(1, 2), g)
-                    grad_w[layer], grad_b[layer] = g_ext[:, :fan_in], g_ext[:, fan_in:]
+            if need_p[layer]:
+                # dW = h^T G, (K, fan_in, fan_out): h^T G's transpose when fan_out <= 2
+                grad_w[layer] = _product(g.transpose(1, 2), h).transpose(1, 2) if w.shape[2] <= 2 \
+                    else _product(h.transpose(1, 2), g)
+            if need_p[n_layers + layer]:
+                grad_b[layer] = g.sum(1, keepdim=True)
             if layer > lowest or need_x:
-                g_in = _thin_bmm(g, w.transpose(1, 2))
+                # dL/dh = G W^T; through one output unit a broadcast product (bmm is slow with a side of 1)
+                g_in = g * w.transpose(1, 2) if w.shape[2] == 1 else _product(g, w.transpose(1, 2))
                 if layer > 0:
-                    torch.ops.aten.leaky_relu_backward.grad_input(g_in, h[..., :fan_in], slope, True, grad_input=g_in)
+                    torch.ops.aten.leaky_relu_backward.grad_input(g_in, h, slope, True, grad_input=g_in)
                 g = g_in
         return (g if need_x else None, None, *grad_w, *grad_b)
