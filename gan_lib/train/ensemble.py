@@ -760,12 +760,14 @@ def _init_members(members: Sequence[MemberSpec], cfg: EnsembleConfig, d: int,
     sn_v = [torch.zeros(k, dims[i]) for i in range(cfg.depth + 1)]
     with torch.no_grad():
         for i, (m, g) in enumerate(zip(members, gens)):
-            one_g = BatchedMLP(cfg.z_dim, [cfg.width], cfg.depth, out_dim=d, generator=g)
-            one_d = BatchedMLP(d, [cfg.width], cfg.depth, out_dim=1, generator=g)
-            for bank, one in ((generator, one_g), (critic, one_d)):
+            # the draws of BatchedMLP(in, [width], depth, out, generator=g), generator then critic,
+            # straight into row i (nn.Linear's uniform(+-1/sqrt(fan_in)), weight then bias per layer)
+            for bank in (generator, critic):
                 for layer in range(cfg.depth + 1):
-                    bank.weights[layer][i].copy_(one.weights[layer][0])
-                    bank.biases[layer][i].copy_(one.biases[layer][0])
+                    w, b = bank.weights[layer], bank.biases[layer]
+                    bound = torch.tensor(float(w.shape[1])).rsqrt()
+                    w[i].copy_((torch.rand(w.shape[1:], generator=g) * 2 - 1) * bound)
+                    b[i].copy_((torch.rand(b.shape[1:], generator=g) * 2 - 1) * bound)
             if m.regulariser == "spectral_norm":
                 for layer in range(cfg.depth + 1):
                     u = torch.randn(dims[layer + 1], generator=g)
