@@ -1,6 +1,7 @@
 """Speed of ``gan_lib.train.train_ensemble``: a grid of small GANs as one ensemble or one at a time.
 
     python benchmarks/ensemble.py [--quick] [--threads 1,2] [--pairs P] [--steps S] [--seeds N] [--malloc retain|default]
+                                  [--out FILE]
 
 The grid is Song & Ermon's 2-D setting: 8 losses x ``--seeds`` seeds (40 members by default), G
 2->100->100->2 and D 2->100->100->1 with LeakyReLU(0.2), spectral norm on every critic layer,
@@ -25,7 +26,8 @@ ensemble's largest product (K, 2*256, 100) x (K, 100, 100), and a 1024 x 1024 ``
 Each thread count of ``--threads`` (default 1 and 2) is measured in turn, its peaks right after
 its repeats, and the run ends with one line per thread count: the median speed-ups (wall clock
 and CPU time) and the ensemble's fraction of the bmm peak. Writes
-``benchmarks/results/ensemble.json`` (temporary file, then renamed; ``summary`` holds the first
+``benchmarks/results/ensemble.json``, or ``--out FILE`` (temporary file, then renamed; with the
+command line, the UTC time and the machine; ``summary`` holds the first
 thread count's results, ``summary["by_threads"]`` every one's) and prints the tables.
 ``--quick`` is a small version (8 members, a few steps; seconds). ``--malloc retain`` (the default)
 first calls :func:`gan_lib.train.retain_freed_memory`, for the whole run (all three ways and the
@@ -243,6 +245,17 @@ def report(summary: dict[str, Any]) -> None:
     print(f"{'ensemble / mm peak':34s}{w['fraction_of_mm_peak']:14.0%}{c['fraction_of_mm_peak']:14.0%}")
 
 
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small version: 1 seed per loss, 2 steps, 3 pairs")
@@ -252,6 +265,8 @@ def main() -> int:
     parser.add_argument("--threads", type=str, default="1,2",
                         help="torch thread counts, comma-separated, each measured in turn (default 1,2)")
     parser.add_argument("--no-plain", action="store_true", help="skip the hand-written single-model loop")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the JSON record (default benchmarks/results/ensemble.json)")
     parser.add_argument("--malloc", choices=("retain", "default"), default="retain",
                         help="retain: call gan_lib.train.retain_freed_memory() first (default); default: leave glibc as is")
     args = parser.parse_args()
@@ -286,16 +301,18 @@ def main() -> int:
     summary = dict(by_threads[str(thread_counts[0])])
     summary["by_threads"] = by_threads
 
-    record = {"args": vars(args), "grid": {"losses": LOSSES, "seeds": seeds, "regulariser": "spectral_norm",
+    record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "command": " ".join(["python", "benchmarks/ensemble.py", *sys.argv[1:]]),
+              "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "grid": {"losses": LOSSES, "seeds": seeds, "regulariser": "spectral_norm",
                                            "optimiser": "rmsprop", "lr": LR, "batch": BATCH, "n_critic": N_CRITIC,
                                            "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS},
               "malloc": {"mode": args.malloc, "retained": retained},
-              "torch": torch.__version__, "cpus": os.cpu_count(), "host": platform.node(),
+              "torch": torch.__version__, "cpus": os.cpu_count(), "host": platform.node(), "cpu_model": cpu_model(),
               "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],
               "pairs_by_threads": rows_by_threads}
-    out_dir = Path(__file__).resolve().parent / "results"
-    out_dir.mkdir(exist_ok=True)
-    target = out_dir / "ensemble.json"
+    target = args.out if args.out is not None else Path(__file__).resolve().parent / "results" / "ensemble.json"
+    out_dir = target.resolve().parent
+    out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
     try:
         with os.fdopen(fd, "w") as fh:
