@@ -247,3 +247,23 @@ def test_the_longest_chapter_starts_first(tmp_path: Path) -> None:
     nbformat.write(nb, executed / "02_b.ipynb")
     assert [book._expected_seconds(executed / f"{s}.ipynb") for s in ("01_a", "02_b", "03_new")] == [3.5, 12.0, float("inf")]
 
+
+
+def test_benchmark_scripts_and_records_count_but_their_results_do_not(tmp_path):
+    bench = tmp_path / "benchmarks"
+    (bench / "records").mkdir(parents=True)
+    (bench / "results").mkdir()
+    (bench / "ensemble.py").write_text("print(1)\n")
+    (bench / "records" / "ensemble-cpu-1.json").write_text("{}\n")
+    (bench / "results" / "ensemble.json").write_text("{}\n")
+    (bench / "README.md").write_text("notes\n")
+    files = book.benchmark_files(bench)
+    assert sorted(files) == ["../benchmarks/ensemble.py", "../benchmarks/records/ensemble-cpu-1.json"]
+    before = dict(files)
+    (bench / "results" / "ensemble.json").write_text('{"changed": true}\n')
+    assert book.benchmark_files(bench) == before  # a script's own output is not an input
+    (bench / "records" / "ensemble-cpu-1.json").write_text('{"run": 2}\n')
+    after = book.benchmark_files(bench)
+    assert after["../benchmarks/records/ensemble-cpu-1.json"] != before["../benchmarks/records/ensemble-cpu-1.json"]
+    assert after["../benchmarks/ensemble.py"] == before["../benchmarks/ensemble.py"]
+    assert book.benchmark_files(tmp_path / "missing") == {}

@@ -83,6 +83,7 @@ __all__ = [
     "build_book",
     "default_jobs",
     "library_files",
+    "benchmark_files",
     "dependency_versions",
     "cache_parts",
     "cache_record_path",
@@ -762,6 +763,19 @@ def library_files(root: Path = LIBRARY) -> dict[str, str]:
     return {path.relative_to(root).as_posix(): _sha256(path) for path in sorted(root.rglob("*.py")) if path.is_file()}
 
 
+def benchmark_files(folder: Path) -> dict[str, str]:
+    """The sha256 of the benchmark scripts (``*.py``) and committed records (``records/*.json``) in
+    the project's ``benchmarks`` folder, keyed ``../benchmarks/<path>`` beside the library's files:
+    the benchmarks page runs those scripts and reads those records. ``{}`` if there is no folder;
+    ``results/`` (the scripts' own output) does not count."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    paths = [*folder.glob("*.py"), *folder.glob("records/*.json")]
+    return {f"../benchmarks/{path.relative_to(folder).as_posix()}": _sha256(path) for path in sorted(paths)
+            if path.is_file()}
+
+
 def dependency_versions() -> dict[str, str]:
     """The version of every distribution installed in this Python environment (what ``pip freeze``
     lists), by its normalised name, and Python's own version under ``python``.
@@ -1333,6 +1347,7 @@ def build_book(
         executed.mkdir(exist_ok=True)
         sweep_stale(executed)
         lib = library_files(LIBRARY if library is None else library)
+        lib.update(benchmark_files(root / "benchmarks"))
         deps = {str(name): str(version) for name, version in (dependencies or dependency_versions)().items()}
         parameters = {"profile": profile}
 

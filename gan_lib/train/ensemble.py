@@ -578,21 +578,22 @@ def _effective_weights(weights: list[Tensor], sn_u: list[Tensor], sn_v: list[Ten
         return weights
     out = []
     mask = spectral.to(weights[0].device).view(-1, 1, 1)
+    everyone = bool(spectral.all())
     for w, u, v in zip(weights, sn_u, sn_v):
         if power_iteration:
             _power_iteration_(w.detach(), u, v)
         sigma = (torch.bmm(v.unsqueeze(1), w) * u.unsqueeze(1)).sum(-1, keepdim=True)  # (K, 1, 1) = u^T W v
-        out.append(w / torch.where(mask, sigma, torch.ones_like(sigma)))
+        out.append(w / (sigma if everyone else torch.where(mask, sigma, torch.ones_like(sigma))))
     return out
 
 
 def _draw(gens: Sequence[torch.Generator], shape: tuple[int, ...], like: Tensor, uniform: bool = False) -> Tensor:
     out = torch.empty((len(gens), *shape), device=like.device, dtype=like.dtype)
-    for k, g in enumerate(gens):
+    for row, g in zip(out.unbind(0), gens):  # one call for the K row views
         if uniform:
-            out[k].uniform_(0.0, 1.0, generator=g)
+            row.uniform_(0.0, 1.0, generator=g)
         else:
-            out[k].normal_(0.0, 1.0, generator=g)
+            row.normal_(0.0, 1.0, generator=g)
     return out
 
 
@@ -924,8 +925,9 @@ def train_ensemble(
                 fake = generator(z)
                 with torch.no_grad():
                     w_now = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, True) if any_sn else None
-                d_fake = critic(fake) if w_now is None else \
-                    functional_call(critic, _param_dict(w_now, list(critic.biases)), (fake,))
+                # the critic's parameters are constants here: detached, so that no gradient of theirs is formed
+                d_fake = functional_call(critic, _param_dict([w.detach() for w in (w_now or critic.weights)],
+                                                             [b.detach() for b in critic.biases]), (fake,))
                 d_real_g = None
                 if rel_subset is not None:
                     with torch.no_grad():
