@@ -15,7 +15,7 @@ freed memory instead of returning it to the system. It does nothing off glibc (m
 musl) and says so by returning ``False``.
 
 On this book's 2-core machine, the 40-member ensemble of ``benchmarks/ensemble.py`` took
-15-25 % less time per step with it (minor page faults per step from ~5000 to ~0);
+15-25 % less time per step with it (minor page faults from 4,000-10,000 per step to under 500);
 ``benchmarks/ensemble.py`` calls it (``--malloc default`` leaves glibc as it is).
 """
 
