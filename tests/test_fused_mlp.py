@@ -91,3 +91,12 @@ def test_ensemble_through_the_fused_path_follows_plain_loops(optimiser):
     cfg = EnsembleConfig(optimiser=optimiser, betas=(0.5, 0.9), dtype="float64", **CFG)
     result = train_ensemble(MIXED, DATA, cfg, progress=False)
     check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+
+
+@pytest.mark.parametrize("out_dim", [1, 2, 3])
+def test_fused_outputs_are_contiguous(out_dim):
+    """Callers reshape outputs with .view(), as they may the plain path's."""
+    bank = BatchedMLP(2, [6] * 3, 2, out_dim=out_dim, generator=torch.Generator().manual_seed(0), fused=True)
+    out = bank(torch.randn(3, 5, 2))
+    assert out.is_contiguous()
+    assert out.view(-1).shape == (3 * 5 * out_dim,)

@@ -204,7 +204,9 @@ class _FusedStack(torch.autograd.Function):
             torch.nn.functional.leaky_relu_(h, slope)
             inputs.append(h)
         w, b = weights[-1], biases[-1]
-        out = _product(h, w).add_(b) if w.shape[2] <= 2 else torch.baddbmm(b, h, w)
+        # through one or two output units the product is a transposed view: made contiguous (a small
+        # copy) so that callers may .view() the output as they would the plain path's
+        out = _product(h, w).add_(b).contiguous() if w.shape[2] <= 2 else torch.baddbmm(b, h, w)
         ctx.slope, ctx.n_layers = slope, n_layers
         ctx.save_for_backward(*params, *inputs)
         return out
