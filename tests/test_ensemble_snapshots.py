@@ -14,12 +14,7 @@ import torch
 from gan_lib.train import EnsembleConfig, MemberSpec, concat_results, train_ensemble
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def members():

@@ -26,12 +26,7 @@ TINY = mi.ClassifierConfig(widths=(8, 16), feature_dim=16, epochs=4, batch_size=
 P = {"reference": "test set", "extractor": "given features"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def with_moments(n: int, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:

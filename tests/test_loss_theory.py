@@ -41,12 +41,7 @@ def normal(m: float, s: float) -> torch.distributions.Normal:
 P, Q = normal(PM, PS), normal(QM, QS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------------------

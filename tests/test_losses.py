@@ -78,14 +78,7 @@ REQUIRED_NAMES = [
 RELATIVISTIC = ("rgan", "ragan")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # The tensors here are small to medium; on a shared 2-core machine intra-op threads mostly
-    # contend with each other. One thread keeps the file fast and its timing steady.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def t64(x: np.ndarray | list[float]) -> torch.Tensor:

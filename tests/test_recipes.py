@@ -15,12 +15,7 @@ def sample_data(n: int) -> torch.Tensor:
     return M + S * torch.randn(n, 1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny networks: one thread is fastest on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_location_scale_gan_finds_the_gaussian_and_records_its_path() -> None:

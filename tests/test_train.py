@@ -17,13 +17,7 @@ from gan_lib import losses, nets
 from gan_lib.train import History, set_seed, train_discriminator, train_gan
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is fastest, and it does not stall when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def gaussian(mu: float, sigma: float, dim: int = 1):
