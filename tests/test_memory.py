@@ -46,3 +46,5 @@ def test_bad_thresholds_are_refused():
             retain_freed_memory(bad)
     with pytest.raises(ValueError, match="trim_threshold="):
         retain_freed_memory(trim_threshold=-5)
+    with pytest.raises(ValueError, match="trim_threshold="):
+        retain_freed_memory(trim_threshold=2**31)  # beyond the C int that mallopt takes

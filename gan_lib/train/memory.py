@@ -39,7 +39,7 @@ def retain_freed_memory(mmap_threshold: int = _MMAP_THRESHOLD_MAX, trim_threshol
     limit); ``trim_threshold``: freed memory at the top of the heap is kept up to this many bytes.
     """
     for name, value, hi in (("mmap_threshold", mmap_threshold, _MMAP_THRESHOLD_MAX),
-                            ("trim_threshold", trim_threshold, 2**62)):
+                            ("trim_threshold", trim_threshold, 2**31 - 1)):  # mallopt takes a C int
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
             raise ValueError(f"{name}={value!r} must be an integer number of bytes in [0, {hi}]")
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
@@ -53,5 +53,4 @@ def retain_freed_memory(mmap_threshold: int = _MMAP_THRESHOLD_MAX, trim_threshol
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    trim = min(trim_threshold, 2**31 - 1)  # mallopt takes a C int
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
