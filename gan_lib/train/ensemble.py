@@ -643,8 +643,8 @@ class _LossGroup:
         return self.loss.generator(df, dr if rel else None, reduction="none").mean(-1)
 
 
-def _group_losses(members: Sequence[MemberSpec], device: torch.device) -> tuple[list[_LossGroup], Tensor]:
-    """Groups of members with the same loss; ``order[k]`` = position of member ``k`` in the groups' concatenation."""
+def _group_losses(members: Sequence[MemberSpec]) -> list[_LossGroup]:
+    """Groups of members with the same loss (name and options), in order of first appearance."""
     found: dict[Any, list[int]] = {}
     objects: dict[Any, _losses.GANLoss] = {}
     for k, m in enumerate(members):
@@ -652,11 +652,7 @@ def _group_losses(members: Sequence[MemberSpec], device: torch.device) -> tuple[
         key = (loss.name, tuple(sorted((kk, repr(vv)) for kk, vv in loss.options.items())))
         found.setdefault(key, []).append(k)
         objects.setdefault(key, loss)
-    groups = [_LossGroup(objects[key], pos) for key, pos in found.items()]
-    concat = [k for g in groups for k in g.positions]
-    order = torch.empty(len(members), dtype=torch.long)
-    order[torch.tensor(concat)] = torch.arange(len(members))
-    return groups, order.to(device)
+    return [_LossGroup(objects[key], pos) for key, pos in found.items()]
 
 
 class _GroupSplit:
@@ -664,7 +660,8 @@ class _GroupSplit:
 
     One gather into the groups' concatenated order (none when the members already come group by
     group, as in a grid built loss by loss) and one ``split`` into views: two autograd nodes for
-    all groups instead of a gather and a scatter per group.
+    all groups instead of a gather and a scatter per group. ``order[k]`` is the place of member
+    ``k`` in that concatenation (to put per-group results back in the members' order).
     """
 
     def __init__(self, groups: Sequence[_LossGroup], device: torch.device) -> None:
@@ -672,6 +669,8 @@ class _GroupSplit:
         self.identity = concat == list(range(len(concat)))
         self.index = torch.tensor(concat, dtype=torch.long, device=device)
         self.sizes = [len(g.positions) for g in groups]
+        self.order = torch.empty_like(self.index)
+        self.order[self.index] = torch.arange(len(concat), device=device)
 
     def __call__(self, x: Tensor | None) -> Sequence[Tensor | None]:
         if x is None:
@@ -841,8 +840,9 @@ def train_ensemble(
     gp_gens = [gens[i] for i in gp_pos]
     clip_pos = [i for i, r in enumerate(regs) if r == "clip"]
     clip_bound = _column([members[i].clip if r == "clip" else math.inf for i, r in enumerate(regs)], x_all)
-    groups, order = _group_losses(members, device)
+    groups = _group_losses(members)
     split_groups = _GroupSplit(groups, device)
+    order = split_groups.order
     rel_pos = sorted(i for g in groups if g.loss.requires_real_in_generator for i in g.positions)
     rel_subset = _Subset(critic, rel_pos, device, fused=True) if rel_pos else None
 
