@@ -23,9 +23,12 @@ GFLOP/s counts the matrix-product FLOPs of its steps (forward, weight gradients 
 gradients autograd needs; the spectral norm's matrix-vector products are left out, < 1 %), and is
 compared with two peaks measured in the same run with the same threads: ``torch.bmm`` of the
 ensemble's largest product (K, 2*256, 100) x (K, 100, 100), and a 1024 x 1024 ``torch.mm``.
-Each thread count of ``--threads`` (default 1 and 2) is measured in turn, its peaks right after
-its repeats, and the run ends with one line per thread count: the median speed-ups (wall clock
-and CPU time) and the ensemble's fraction of the bmm peak. Writes
+Each thread count of ``--threads`` (default 1 and 2) is measured in turn. Its peaks are measured
+after all its repeats (best of five bursts: ``fraction_of_*_peak``), and also right after each
+repeat's ensemble run (best of three bursts), so that on a machine whose speed drifts each repeat
+is compared with the peak of its moment (``paired_fraction_of_*_peak``: the median over repeats of
+the ratio). The run ends with one line per thread count: the median speed-ups (wall clock and
+CPU time) and the ensemble's fraction of the bmm peak, both ways. Writes
 ``benchmarks/results/ensemble.json``, or ``--out FILE`` (temporary file, then renamed; with the
 command line, the UTC time and the machine; ``summary`` holds the first
 thread count's results, ``summary["by_threads"]`` every one's) and prints the tables.
@@ -135,25 +138,32 @@ def plain_loop(spec: MemberSpec, x: torch.Tensor, steps: int) -> None:
             step += 1
 
 
-def peak_gflops(k: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Best-of-``repeats`` GFLOP/s (per wall second and per process CPU second) of the ensemble's
-    largest product and of a large square product."""
-    a, b = torch.randn(k, 2 * BATCH, WIDTH), torch.randn(k, WIDTH, WIDTH)
-    m = torch.randn(1024, 1024)
-    out: dict[str, dict[str, float]] = {"wall": {}, "cpu": {}}
-    for name, fn, flops, calls in (("bmm_same_shape", lambda: torch.bmm(a, b), 2.0 * k * 2 * BATCH * WIDTH * WIDTH, 20),
-                                   ("mm_1024", lambda: torch.mm(m, m), 2.0 * 1024**3, 10)):
-        fn()
-        best_wall = best_cpu = float("inf")
-        for _ in range(repeats):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            for _ in range(calls):
-                fn()
-            best_wall = min(best_wall, (time.perf_counter() - start) / calls)
-            best_cpu = min(best_cpu, (time.process_time() - start_cpu) / calls)
-        out["wall"][name] = flops / best_wall / 1e9
-        out["cpu"][name] = flops / best_cpu / 1e9
-    return out
+class Peaks:
+    """Two matrix-product peaks with the current thread count: ``torch.bmm`` of the ensemble's largest
+    product (K, 2*256, 100) x (K, 100, 100), and a 1024 x 1024 ``torch.mm``."""
+
+    def __init__(self, k: int) -> None:
+        a, b = torch.randn(k, 2 * BATCH, WIDTH), torch.randn(k, WIDTH, WIDTH)
+        m = torch.randn(1024, 1024)
+        self.products = (("bmm_same_shape", lambda: torch.bmm(a, b), 2.0 * k * 2 * BATCH * WIDTH * WIDTH, 20),
+                         ("mm_1024", lambda: torch.mm(m, m), 2.0 * 1024**3, 10))
+        for _, fn, _, _ in self.products:
+            fn()
+
+    def measure(self, repeats: int) -> dict[str, dict[str, float]]:
+        """Best-of-``repeats`` GFLOP/s (per wall second and per process CPU second) of each product."""
+        out: dict[str, dict[str, float]] = {"wall": {}, "cpu": {}}
+        for name, fn, flops, calls in self.products:
+            best_wall = best_cpu = float("inf")
+            for _ in range(repeats):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                for _ in range(calls):
+                    fn()
+                best_wall = min(best_wall, (time.perf_counter() - start) / calls)
+                best_cpu = min(best_cpu, (time.process_time() - start_cpu) / calls)
+            out["wall"][name] = flops / best_wall / 1e9
+            out["cpu"][name] = flops / best_cpu / 1e9
+        return out
 
 
 def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int, pairs: int, quick: bool,
@@ -184,6 +194,7 @@ def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int
     train_ensemble(members[:1], x, EnsembleConfig(batch_size=BATCH, n_critic=1, steps=1, width=WIDTH), progress=False)
     plain_loop(members[0], x, 1)
 
+    peaks = Peaks(k)
     names = list(ways)
     rows: list[dict[str, object]] = []
     wall_start = time.perf_counter()
@@ -195,16 +206,22 @@ def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int
             ways[name]()
             row[f"{name}_s"] = time.perf_counter() - start
             row[f"{name}_cpu_s"] = time.process_time() - start_cpu
+            if name == "ensemble":  # the peaks right after, under the same load: this pair's own peaks
+                pair_peak = peaks.measure(repeats=3)
         for clock in ("", "_cpu"):
             row[f"speedup{clock}"] = row[f"one_at_a_time{clock}_s"] / row[f"ensemble{clock}_s"]  # type: ignore[operator]
             if "plain_loop" in ways:
                 row[f"speedup_vs_plain{clock}"] = row[f"plain_loop{clock}_s"] / row[f"ensemble{clock}_s"]  # type: ignore[operator]
             row[f"ensemble_gflops{clock}"] = flops / row[f"ensemble{clock}_s"] / 1e9  # type: ignore[operator]
+            label = "wall" if clock == "" else "cpu"
+            for key in ("bmm_same_shape", "mm_1024"):
+                row[f"peak_{key}_gflops{clock}"] = pair_peak[label][key]
+                row[f"fraction_of_{key}_peak{clock}"] = row[f"ensemble_gflops{clock}"] / pair_peak[label][key]  # type: ignore[operator]
         rows.append(row)
         print(f"{threads} thread(s), pair {p}: "
               + "  ".join(f"{n} {row[f'{n}_s']:.2f} s (cpu {row[f'{n}_cpu_s']:.2f})" for n in names)
               + f"  speed-up {row['speedup']:.2f}x (cpu {row['speedup_cpu']:.2f}x)", flush=True)
-    peak = peak_gflops(k, repeats=3 if quick else 5)
+    peak = peaks.measure(repeats=3 if quick else 5)
 
     def med(key: str) -> float:
         return statistics.median(float(r[key]) for r in rows)  # type: ignore[arg-type]
@@ -222,6 +239,10 @@ def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int
             "ensemble_gflops": gflops,
             "fraction_of_bmm_peak": gflops / peak[label]["bmm_same_shape"],
             "fraction_of_mm_peak": gflops / peak[label]["mm_1024"],
+            # each repeat's ensemble GFLOP/s over the peaks measured right after it, median over repeats
+            "paired_fraction_of_bmm_peak": med(f"fraction_of_bmm_same_shape_peak{clock}"),
+            "paired_fraction_of_mm_peak": med(f"fraction_of_mm_1024_peak{clock}"),
+            "paired_peak_gflops": {key: med(f"peak_{key}_gflops{clock}") for key in ("bmm_same_shape", "mm_1024")},
         }
     return summary, rows
 
@@ -243,6 +264,11 @@ def report(summary: dict[str, Any]) -> None:
         print(f"{label:34s}{peak['wall'][key]:14.1f}{peak['cpu'][key]:14.1f}")
     print(f"{'ensemble / bmm peak':34s}{w['fraction_of_bmm_peak']:14.0%}{c['fraction_of_bmm_peak']:14.0%}")
     print(f"{'ensemble / mm peak':34s}{w['fraction_of_mm_peak']:14.0%}{c['fraction_of_mm_peak']:14.0%}")
+    print("paired (each repeat's ensemble over the peaks measured right after it, median):")
+    for key, label in (("bmm_same_shape", "bmm"), ("mm_1024", "mm")):
+        print(f"{'  peak: ' + label + ' (median of repeats)':34s}{w['paired_peak_gflops'][key]:14.1f}{c['paired_peak_gflops'][key]:14.1f}")
+        print(f"{'  ensemble / ' + label + ' peak':34s}{w['paired_fraction_of_' + label + '_peak']:14.0%}"
+              f"{c['paired_fraction_of_' + label + '_peak']:14.0%}")
 
 
 def cpu_model() -> str:
@@ -292,11 +318,12 @@ def main() -> int:
             threads, members, x, steps, pairs, args.quick, not args.no_plain)
     for threads in thread_counts:
         report(by_threads[str(threads)])
-    print(f"\n{'threads':>8s}{'speed-up wall':>15s}{'speed-up CPU':>14s}{'bmm peak wall':>15s}{'bmm peak CPU':>14s}")
+    print(f"\n{'threads':>8s}{'speed-up wall':>15s}{'speed-up CPU':>14s}{'bmm peak wall':>15s}{'paired':>8s}")
     for threads in thread_counts:
-        w, c = by_threads[str(threads)]["wall"], by_threads[str(threads)]["cpu"]  # type: ignore[index]
+        w = by_threads[str(threads)]["wall"]  # type: ignore[index]
+        c = by_threads[str(threads)]["cpu"]  # type: ignore[index]
         print(f"{threads:8d}{w['speedup_median']:14.2f}x{c['speedup_median']:13.2f}x"
-              f"{w['fraction_of_bmm_peak']:15.0%}{c['fraction_of_bmm_peak']:14.0%}")
+              f"{w['fraction_of_bmm_peak']:15.0%}{w['paired_fraction_of_bmm_peak']:8.0%}")
     # the first thread count's summary at the top level (the benchmarks page reads it), every one under by_threads
     summary = dict(by_threads[str(thread_counts[0])])
     summary["by_threads"] = by_threads
