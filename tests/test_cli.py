@@ -31,10 +31,14 @@ def ganbook(*args: object, cwd: Path, timeout: float = 180) -> subprocess.Comple
     return subprocess.run([*GANBOOK, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def start_ganbook(*args: object, cwd: Path) -> subprocess.Popen:
+def start_ganbook(*args: object, cwd: Path, sigint: signal.Handlers = signal.SIG_DFL) -> subprocess.Popen:
+    """ganbook in its own process group, with SIGINT as a terminal's foreground job has it
+    (``SIG_DFL``) whatever the test runner inherited (a background job of a non-interactive shell
+    starts with SIGINT ignored, and so would every process it starts), or ``SIG_IGN``."""
     return subprocess.Popen(
         [*GANBOOK, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, so a signal reaches it and its kernel as Ctrl-C would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -387,3 +391,29 @@ def test_stopping_a_parallel_build_stops_every_chapter_and_leaves_nothing(tmp_pa
     # no notebook, no record, no failed copy, no temporary: the chapters were stopped, not failed
     assert list((build / "executed").iterdir()) == []
     assert sorted(p.name for p in build.iterdir()) == ["build.lock", "executed"]
+
+
+def test_a_build_started_with_sigint_ignored_goes_on_through_ctrl_c(tmp_path: Path) -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored: a Ctrl-C meant for
+    the foreground job must stop neither the build nor its workers' chapters."""
+    root = write_book(tmp_path / "book", {"03_hold": waiting_chapter("a"), "04_hold": waiting_chapter("b")})
+    notebooks = root / "notebooks"
+    (notebooks / "hold").touch()
+    proc = start_ganbook("build", "--profile", "smoke", "--no-render", "--jobs", "2", "--root", root, cwd=tmp_path,
+                         sigint=signal.SIG_IGN)
+    try:
+        wait_for(notebooks / "started_a", proc)
+        wait_for(notebooks / "started_b", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(2.0)
+        assert proc.poll() is None, proc.communicate()[1]  # the build goes on ...
+        (notebooks / "hold").unlink()  # ... and ends well once its chapters may finish
+        _, err = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0, err
+    assert sorted(p.name for p in (root / "_build" / "executed").iterdir() if p.suffix == ".ipynb") == [
+        "03_hold.ipynb", "04_hold.ipynb"]

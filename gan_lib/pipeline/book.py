@@ -948,13 +948,14 @@ def _execute_task(task: Mapping[str, Any]) -> dict[str, Any]:
 #: How a worker process starts: deaf to SIGINT and SIGTERM until :func:`_worker_main` has installed
 #: its own handlers (a Ctrl-C during its imports would print a traceback); a build that is stopped
 #: sends a worker no task before it said it is ready, so a signal it missed then loses nothing.
+#: ``{sigint}``: whether the worker listens to SIGINT at all (see :func:`_start_worker`).
 _WORKER_CODE = (
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    "from gan_lib.pipeline.book import _worker_main; _worker_main()"
+    "from gan_lib.pipeline.book import _worker_main; _worker_main(sigint={sigint})"
 )
 
 
-def _worker_main() -> None:
+def _worker_main(sigint: bool = True) -> None:
     """A build's worker process: executes the chapters the build sends it, one JSON task a line on
     stdin, answering each with one JSON line (:func:`_execute_task`); its first line says it is ready.
 
@@ -962,7 +963,8 @@ def _worker_main() -> None:
     kernel, which inherits it) goes to stderr instead. The first SIGINT or SIGTERM stops the
     chapter being executed as Ctrl-C stops ``ganbook run`` (temporaries removed, kernel shut
     down) and ends the process with status 130 or 143; later ones are ignored, so that they cannot
-    cut that clean-up short.
+    cut that clean-up short. With ``sigint=False`` (a build started with SIGINT ignored) SIGINT
+    stays ignored, as it is in the build itself.
     """
     answers = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
@@ -976,7 +978,8 @@ def _worker_main() -> None:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGINT, stop)
+    if sigint:
+        signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     logging.basicConfig(level=logging.WARNING, format="[ganbook] %(message)s")
     try:
@@ -1002,8 +1005,12 @@ class _Worker:
 
 
 def _start_worker() -> subprocess.Popen:
+    """A worker process. A build started with SIGINT ignored (a background job of a
+    non-interactive shell, ``nohup``) is not stopped by a Ctrl-C meant for the foreground job, so
+    its workers ignore SIGINT too, instead of ending their chapters under a build that goes on."""
+    listen = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
     return subprocess.Popen(
-        [sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-c", _WORKER_CODE.format(sigint=listen)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         text=True, encoding="utf-8", bufsize=1,
     )
 
