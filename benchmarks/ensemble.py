@@ -1,7 +1,7 @@
 """Speed of ``gan_lib.train.train_ensemble``: a grid of small GANs as one ensemble or one at a time.
 
     python benchmarks/ensemble.py [--quick] [--threads 1,2] [--pairs P] [--steps S] [--seeds N] [--malloc retain|default]
-                                  [--out FILE]
+                                  [--device cpu|cuda[:i]] [--out FILE]
 
 The grid is Song & Ermon's 2-D setting: 8 losses x ``--seeds`` seeds (40 members by default), G
 2->100->100->2 and D 2->100->100->1 with LeakyReLU(0.2), spectral norm on every critic layer,
@@ -35,7 +35,10 @@ thread count's results, ``summary["by_threads"]`` every one's) and prints the ta
 ``--quick`` is a small version (8 members, a few steps; seconds). ``--malloc retain`` (the default)
 first calls :func:`gan_lib.train.retain_freed_memory`, for the whole run (all three ways and the
 peaks): freed activations are reused instead of faulting in fresh pages every step;
-``--malloc default`` leaves glibc's allocator as it is.
+``--malloc default`` leaves glibc's allocator as it is. ``--device cuda`` runs all three ways and
+the peaks on a GPU (``--threads`` then only sets the CPU threads, default 1), synchronising the
+device before every clock is read; the per-member noise is still drawn from each member's CPU
+generator, as on the CPU, so the members follow the same trajectories there too.
 """
 
 from __future__ import annotations
@@ -91,7 +94,9 @@ def matmul_flops(steps: int, n_points: int) -> float:
 
 
 def plain_loop(spec: MemberSpec, x: torch.Tensor, steps: int) -> None:
-    """One model, written the ordinary way: nn.Linear, torch's spectral_norm, torch.optim.RMSprop."""
+    """One model, written the ordinary way: nn.Linear, torch's spectral_norm, torch.optim.RMSprop,
+    on ``x``'s device (its random numbers drawn on the CPU, as ``train_ensemble`` draws them)."""
+    device = x.device
     gen = torch.Generator().manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
 
@@ -104,14 +109,14 @@ def plain_loop(spec: MemberSpec, x: torch.Tensor, steps: int) -> None:
                 layers.append(nn.LeakyReLU(0.2))
         return nn.Sequential(*layers)
 
-    G = mlp([Z_DIM] + [WIDTH] * DEPTH + [DIM], sn=False)
-    D = mlp([DIM] + [WIDTH] * DEPTH + [1], sn=True)
+    G = mlp([Z_DIM] + [WIDTH] * DEPTH + [DIM], sn=False).to(device)
+    D = mlp([DIM] + [WIDTH] * DEPTH + [1], sn=True).to(device)
     loss = losses.get(spec.loss, **dict(spec.loss_options))
     opt_d = torch.optim.RMSprop(D.parameters(), lr=spec.lr_d)
     opt_g = torch.optim.RMSprop(G.parameters(), lr=spec.lr_g)
     step = 0
     while step < steps:
-        xe = x[torch.randperm(x.shape[0], generator=gen)]
+        xe = x[torch.randperm(x.shape[0], generator=gen).to(device)]
         for begin in range(0, x.shape[0], BATCH):
             if step >= steps:
                 break
@@ -119,13 +124,13 @@ def plain_loop(spec: MemberSpec, x: torch.Tensor, steps: int) -> None:
             n = real.shape[0]
             for _ in range(N_CRITIC):
                 with torch.no_grad():
-                    fake = G(torch.randn(n, Z_DIM, generator=gen))
+                    fake = G(torch.randn(n, Z_DIM, generator=gen).to(device))
                 out = D(torch.cat([real, fake]))
                 d_loss = loss.discriminator(out[:n], out[n:])
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
-            d_fake = D(G(torch.randn(n, Z_DIM, generator=gen)))
+            d_fake = D(G(torch.randn(n, Z_DIM, generator=gen).to(device)))
             if loss.requires_real_in_generator:
                 with torch.no_grad():
                     d_real = D(real)
@@ -142,9 +147,10 @@ class Peaks:
     """Two matrix-product peaks with the current thread count: ``torch.bmm`` of the ensemble's largest
     product (K, 2*256, 100) x (K, 100, 100), and a 1024 x 1024 ``torch.mm``."""
 
-    def __init__(self, k: int) -> None:
-        a, b = torch.randn(k, 2 * BATCH, WIDTH), torch.randn(k, WIDTH, WIDTH)
-        m = torch.randn(1024, 1024)
+    def __init__(self, k: int, device: torch.device) -> None:
+        self.device = device
+        a, b = torch.randn(k, 2 * BATCH, WIDTH, device=device), torch.randn(k, WIDTH, WIDTH, device=device)
+        m = torch.randn(1024, 1024, device=device)
         self.products = (("bmm_same_shape", lambda: torch.bmm(a, b), 2.0 * k * 2 * BATCH * WIDTH * WIDTH, 20),
                          ("mm_1024", lambda: torch.mm(m, m), 2.0 * 1024**3, 10))
         for _, fn, _, _ in self.products:
@@ -156,9 +162,11 @@ class Peaks:
         for name, fn, flops, calls in self.products:
             best_wall = best_cpu = float("inf")
             for _ in range(repeats):
+                sync(self.device)
                 start, start_cpu = time.perf_counter(), time.process_time()
                 for _ in range(calls):
                     fn()
+                sync(self.device)
                 best_wall = min(best_wall, (time.perf_counter() - start) / calls)
                 best_cpu = min(best_cpu, (time.process_time() - start_cpu) / calls)
             out["wall"][name] = flops / best_wall / 1e9
@@ -166,13 +174,21 @@ class Peaks:
         return out
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a GPU runs asynchronously); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int, pairs: int, quick: bool,
             plain: bool) -> tuple[dict[str, object], list[dict[str, object]]]:
-    """The three ways timed ``pairs`` times with ``threads`` torch threads, then the peaks; (summary, rows)."""
+    """The three ways timed ``pairs`` times with ``threads`` torch threads, then the peaks, all on
+    ``x``'s device; (summary, rows)."""
     torch.set_num_threads(threads)
     k = len(members)
+    device = x.device
     cfg = EnsembleConfig(batch_size=BATCH, n_critic=N_CRITIC, optimiser="rmsprop", steps=steps, width=WIDTH,
-                         depth=DEPTH, z_dim=Z_DIM, log_every=steps)
+                         depth=DEPTH, z_dim=Z_DIM, log_every=steps, device=str(device))
     flops = k * matmul_flops(steps, N_POINTS)
 
     def run_ensemble() -> None:
@@ -190,11 +206,12 @@ def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int
     if plain:
         ways["plain_loop"] = run_plain
     # warm-up: allocator and kernels
-    train_ensemble(members, x, EnsembleConfig(batch_size=BATCH, n_critic=1, steps=1, width=WIDTH), progress=False)
-    train_ensemble(members[:1], x, EnsembleConfig(batch_size=BATCH, n_critic=1, steps=1, width=WIDTH), progress=False)
+    warm = EnsembleConfig(batch_size=BATCH, n_critic=1, steps=1, width=WIDTH, device=str(device))
+    train_ensemble(members, x, warm, progress=False)
+    train_ensemble(members[:1], x, warm, progress=False)
     plain_loop(members[0], x, 1)
 
-    peaks = Peaks(k)
+    peaks = Peaks(k, device)
     names = list(ways)
     rows: list[dict[str, object]] = []
     wall_start = time.perf_counter()
@@ -202,8 +219,10 @@ def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int
         order = names[p % len(names):] + names[:p % len(names)]
         row: dict[str, object] = {"pair": p, "order": order}
         for name in order:
+            sync(device)
             start, start_cpu = time.perf_counter(), time.process_time()
             ways[name]()
+            sync(device)
             row[f"{name}_s"] = time.perf_counter() - start
             row[f"{name}_cpu_s"] = time.process_time() - start_cpu
             if name == "ensemble":  # the peaks right after, under the same load: this pair's own peaks
@@ -288,8 +307,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per loss (default 5; quick 1)")
     parser.add_argument("--steps", type=int, default=None, help="generator steps per member (default 20; quick 2)")
     parser.add_argument("--pairs", type=int, default=None, help="repeats of the three timings (default 5; quick 3)")
-    parser.add_argument("--threads", type=str, default="1,2",
-                        help="torch thread counts, comma-separated, each measured in turn (default 1,2)")
+    parser.add_argument("--threads", type=str, default=None,
+                        help="torch thread counts, comma-separated, each measured in turn (default 1,2; on a GPU 1)")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu (default), cuda or cuda:i")
     parser.add_argument("--no-plain", action="store_true", help="skip the hand-written single-model loop")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the JSON record (default benchmarks/results/ensemble.json)")
@@ -300,16 +320,25 @@ def main() -> int:
     steps = args.steps or (2 if args.quick else 20)
     pairs = args.pairs or (3 if args.quick else 5)
     try:
-        thread_counts = [int(t) for t in str(args.threads).split(",")]
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device={args.device!r} is not a device name: cpu, cuda or cuda:i")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device={args.device!r}: only cpu and cuda are supported")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device={args.device!r}: this torch ({torch.__version__}) sees no CUDA device")
+    threads_arg = args.threads if args.threads is not None else ("1" if device.type == "cuda" else "1,2")
+    try:
+        thread_counts = [int(t) for t in threads_arg.split(",")]
     except ValueError:
-        parser.error(f"--threads={args.threads!r} must be integers separated by commas, e.g. 1,2")
+        parser.error(f"--threads={threads_arg!r} must be integers separated by commas, e.g. 1,2")
     for name, v in (("seeds", seeds), ("steps", steps), ("pairs", pairs), ("threads", min(thread_counts))):
         if v < 1:
             parser.error(f"--{name}={v} must be >= 1")
 
     retained = retain_freed_memory() if args.malloc == "retain" else False
     print(f"malloc: {args.malloc} ({'glibc thresholds raised' if retained else 'allocator left as it is'})")
-    x = training_data()
+    x = training_data().to(device)
     members = grid(seeds)
     by_threads: dict[str, dict[str, object]] = {}
     rows_by_threads: dict[str, list[dict[str, object]]] = {}
@@ -335,6 +364,8 @@ def main() -> int:
                                            "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS},
               "malloc": {"mode": args.malloc, "retained": retained},
               "torch": torch.__version__, "cpus": os.cpu_count(), "host": platform.node(), "cpu_model": cpu_model(),
+              "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
               "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],
               "pairs_by_threads": rows_by_threads}
     target = args.out if args.out is not None else Path(__file__).resolve().parent / "results" / "ensemble.json"
