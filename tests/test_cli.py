@@ -54,15 +54,20 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def stop(proc: subprocess.Popen, signum: int) -> tuple[int, str, str]:
-    os.killpg(proc.pid, signum)
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """Wait for ganbook to end (stdout, stderr); then whatever is left in its group (a kernel) goes too."""
     try:
-        out, err = proc.communicate(timeout=60)
+        return proc.communicate(timeout=timeout)
     finally:
-        try:  # whatever the signal left running in the group (a kernel) goes too
+        try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def stop(proc: subprocess.Popen, signum: int) -> tuple[int, str, str]:
+    os.killpg(proc.pid, signum)
+    out, err = finish(proc)
     return proc.returncode, out, err
 
 
@@ -278,13 +283,7 @@ def test_sigterm_during_a_run_leaves_nothing_behind(tmp_path: Path, hold_chapter
     proc = start_ganbook("run", hold_chapter, "--runs", runs, cwd=tmp_path)
     wait_for(hold_chapter.parent / "started", proc)
     os.kill(proc.pid, signal.SIGTERM)  # the ganbook process alone, as a service manager would
-    try:
-        _, err = proc.communicate(timeout=60)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _, err = finish(proc)
     code = proc.returncode
     assert code == 128 + signal.SIGTERM
     assert err.splitlines()[-1] == "ganbook: stopped by SIGTERM"
@@ -401,19 +400,14 @@ def test_a_build_started_with_sigint_ignored_goes_on_through_ctrl_c(tmp_path: Pa
     (notebooks / "hold").touch()
     proc = start_ganbook("build", "--profile", "smoke", "--no-render", "--jobs", "2", "--root", root, cwd=tmp_path,
                          sigint=signal.SIG_IGN)
-    try:
-        wait_for(notebooks / "started_a", proc)
-        wait_for(notebooks / "started_b", proc)
-        os.killpg(proc.pid, signal.SIGINT)
-        time.sleep(2.0)
-        assert proc.poll() is None, proc.communicate()[1]  # the build goes on ...
-        (notebooks / "hold").unlink()  # ... and ends well once its chapters may finish
-        _, err = proc.communicate(timeout=120)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    wait_for(notebooks / "started_a", proc)
+    wait_for(notebooks / "started_b", proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(2.0)
+    went_on = proc.poll() is None  # the build goes on ...
+    (notebooks / "hold").unlink()  # ... and ends well once its chapters may finish
+    _, err = finish(proc, timeout=120)
+    assert went_on, err
     assert proc.returncode == 0, err
     assert sorted(p.name for p in (root / "_build" / "executed").iterdir() if p.suffix == ".ipynb") == [
         "03_hold.ipynb", "04_hold.ipynb"]
