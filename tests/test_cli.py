@@ -366,21 +366,15 @@ def test_stopping_a_parallel_build_stops_every_chapter_and_leaves_nothing(tmp_pa
     notebooks = root / "notebooks"
     (notebooks / "hold").touch()
     proc = start_ganbook("build", "--profile", "smoke", "--no-render", "--jobs", "2", "--root", root, cwd=tmp_path)
-    try:
-        wait_for(notebooks / "started_a", proc)
-        wait_for(notebooks / "started_b", proc)  # both chapters are executing at once
-        kernels = [int((notebooks / f"kernel_{n}.pid").read_text()) for n in "ab"]
-        if signum == signal.SIGINT:  # Ctrl-C: the terminal signals ganbook's whole process group
-            os.killpg(proc.pid, signal.SIGINT)
-        else:  # a service manager signals the ganbook process alone
-            os.kill(proc.pid, signal.SIGTERM)
-        # the workers and the kernels write to ganbook's stderr too: it ends when all of them are gone
-        _, err = proc.communicate(timeout=90)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    wait_for(notebooks / "started_a", proc)
+    wait_for(notebooks / "started_b", proc)  # both chapters are executing at once
+    kernels = [int((notebooks / f"kernel_{n}.pid").read_text()) for n in "ab"]
+    if signum == signal.SIGINT:  # Ctrl-C: the terminal signals ganbook's whole process group
+        os.killpg(proc.pid, signal.SIGINT)
+    else:  # a service manager signals the ganbook process alone
+        os.kill(proc.pid, signal.SIGTERM)
+    # the workers and the kernels write to ganbook's stderr too: it ends when all of them are gone
+    _, err = finish(proc, timeout=90)
     expected = {signal.SIGINT: "ganbook: interrupted", signal.SIGTERM: "ganbook: stopped by SIGTERM"}[signum]
     assert proc.returncode == 128 + signum, err
     assert err.splitlines()[-1] == expected
