@@ -239,6 +239,16 @@ def test_mixture_quality_edge_cases():
     assert mixture_quality(x, ds).high_quality == pytest.approx(high * 0.9)
     with pytest.raises(ValueError, match="'banana' has no modes"):
         mixture_quality(x, get("banana"))
+    # a name is the dataset with its default options; other objects are refused with what was given
+    by_name = mixture_quality(x, "ring8")
+    assert (by_name.covered, by_name.n_modes) == (8, 8)
+    assert by_name.high_quality == pytest.approx(high * 0.9)
+    with pytest.raises(ValueError, match="'banana' has no modes"):
+        mixture_quality(x, "banana")
+    with pytest.raises(ValueError, match="unknown 2-D dataset 'ring9'"):
+        mixture_quality(x, "ring9")
+    with pytest.raises(TypeError, match="dataset=3 not allowed"):
+        mixture_quality(x, 3)
     for bad in ({"k": 0.0}, {"k": True}, {"min_fraction": 1.5}, {"min_fraction": math.nan}):
         with pytest.raises(ValueError, match="not allowed"):
             mixture_quality(x, ds, **bad)

@@ -286,7 +286,8 @@ def mixture_quality(samples: Any, dataset: Any, *, k: float = 3.0, min_fraction:
     """Modes covered and high-quality fraction of ``samples`` for a mixture ``dataset``.
 
     ``dataset`` has ``.modes`` with ``means`` ``(K, d)`` and ``stds`` ``(K,)`` (e.g.
-    ``gan_lib.data.get("ring8")``; datasets whose ``modes`` is ``None`` are refused). A sample is
+    ``gan_lib.data.get("ring8")``), or is the name of a 2-D dataset (``"ring8"``: its default
+    options); datasets whose ``modes`` is ``None`` are refused. A sample is
     of high quality when it lies within ``k`` standard deviations (Euclidean distance) of some
     mode's mean; a mode is covered when at least ``min_fraction`` of all samples lie within ``k``
     of its standard deviations (the convention of Srivastava et al. 2017, VEEGAN, with ``k = 3``).
@@ -296,7 +297,16 @@ def mixture_quality(samples: Any, dataset: Any, *, k: float = 3.0, min_fraction:
     for label, value, ok in (("k", k, lambda v: v > 0), ("min_fraction", min_fraction, lambda v: 0 < v <= 1)):
         if not (is_real(value) and math.isfinite(float(value)) and ok(float(value))):
             raise ValueError(f"{label}={value!r} not allowed; need k > 0 and 0 < min_fraction <= 1 (finite real numbers)")
-    modes = getattr(dataset, "modes", None)
+    if isinstance(dataset, str):
+        from gan_lib.data import get  # the 2-D datasets by name (unknown names refused there, with the list)
+
+        dataset = get(dataset)
+    if not hasattr(dataset, "modes"):
+        raise TypeError(
+            f"dataset={dataset!r} not allowed; give a 2-D dataset's name (e.g. 'grid25') or an object "
+            "with .modes (means (K, d) and stds (K,)), e.g. gan_lib.data.get('grid25')"
+        )
+    modes = dataset.modes
     if modes is None:
         raise ValueError(
             f"dataset {getattr(dataset, 'name', dataset)!r} has no modes; give a mixture "
