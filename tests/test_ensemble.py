@@ -343,8 +343,12 @@ def test_bad_data_is_refused():
     one = [MemberSpec("hinge", seed=0)]
     with pytest.raises(ValueError, match="shape"):
         train_ensemble(one, torch.zeros(10), cfg, progress=False)
-    with pytest.raises(ValueError, match="finite"):
-        train_ensemble(one, torch.full((10, 2), float("nan")), cfg, progress=False)
+    bad = torch.zeros(10, 2)
+    bad[3, 1], bad[7, 0] = float("nan"), float("inf")
+    with pytest.raises(ValueError, match="2 of its 20 values are nan or inf"):
+        train_ensemble(one, bad, cfg, progress=False)
+    with pytest.raises(ValueError, match="dtype torch.int64; it must hold finite floating-point"):
+        train_ensemble(one, torch.ones(10, 2, dtype=torch.long), cfg, progress=False)
     with pytest.raises(ValueError, match="not keys"):
         train_ensemble([MemberSpec("hinge", seed=0, dataset="x")], {"y": torch.zeros(10, 2)}, cfg, progress=False)
     with pytest.raises(ValueError, match="same"):

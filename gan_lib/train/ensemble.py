@@ -714,8 +714,11 @@ def _resolve_data(members: Sequence[MemberSpec], data: Data, device: torch.devic
             raise TypeError(f"{name} must be a torch.Tensor of shape (N, d); got {type(x).__name__}")
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
             raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (N, d) with N >= 1")
-        if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} must hold finite floating-point numbers")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} has dtype {x.dtype}; it must hold finite floating-point numbers")
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name} must hold finite floating-point numbers; {bad} of its {x.numel()} values are nan or inf")
         return x.to(device=device, dtype=dtype)
 
     named = [m.dataset for m in members]
