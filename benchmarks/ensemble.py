@@ -372,6 +372,9 @@ def main() -> int:
     out_dir = target.resolve().parent
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's file is private (0600); a result file is as any other the user writes
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(record, fh, indent=2)
@@ -384,4 +387,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\nensemble.py: interrupted; no result file was written", file=sys.stderr)
+        sys.exit(130)
