@@ -171,3 +171,23 @@ def test_mean_se_against_hand_values() -> None:
     assert mean_se([1.0, 2.0, 3.0], ".3f") == "2.000 ± 0.577"
     with pytest.raises(ValueError, match="at least 2 values"):
         mean_se([1.0])
+
+
+def test_pm_by_se_rounds_at_the_standard_errors_second_digit() -> None:
+    from gan_lib.pipeline.display import pm_by_se
+
+    nb = "\u00a0"
+    assert pm_by_se(-41.04, 28.78) == f"-41{nb}±{nb}29"
+    assert pm_by_se(-893.45, 796.80) == f"-893{nb}±{nb}797"
+    assert pm_by_se(-13.51, 3.82) == f"-13.5{nb}±{nb}3.8"
+    assert pm_by_se(-4.617, 0.052) == f"-4.62{nb}±{nb}0.05"
+    assert pm_by_se(1.0, 0.1) == f"1.00{nb}±{nb}0.10"  # 0.1: its second digit is the hundredths
+    assert pm_by_se(-3.9912, 0.0031) == f"-3.99{nb}±{nb}0.00"  # capped at max_decimals
+    assert pm_by_se(-3.9912, 0.0031, max_decimals=4) == f"-3.9912{nb}±{nb}0.0031"
+    assert pm_by_se(2.5, 0.0) == f"2.50{nb}±{nb}0.00"
+    assert pm_by_se(9.99, 20.75, sign=True) == f"+10{nb}±{nb}21"
+    assert pm_by_se(-1.32, 1.13, sign=True) == f"-1.3{nb}±{nb}1.1"
+    assert pm_by_se(2.5, float("nan")) == f"2.50{nb}±{nb}nan"
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="max_decimals"):
+            pm_by_se(1.0, 0.1, max_decimals=bad)

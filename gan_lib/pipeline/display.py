@@ -64,6 +64,25 @@ def mean_se(values: Any, fmt: str = ".3f") -> str:
     return f"{x.mean():{fmt}} ± {x.std(ddof=1) / math.sqrt(x.size):{fmt}}"
 
 
+def pm_by_se(mean: float, se: float, max_decimals: int = 2, *, sign: bool = False) -> str:
+    """``"mean ± se"`` rounded at the standard error's second significant digit, for a table cell.
+
+    ``-41.04, 28.78`` gives ``"-41 ± 29"``, ``-13.51, 3.82`` gives ``"-13.5 ± 3.8"`` and ``-4.617, 0.052``
+    gives ``"-4.62 ± 0.05"``: no more decimals than ``max_decimals``, and ``max_decimals`` when the
+    standard error is zero or not finite. ``sign=True`` writes a ``+`` before a positive mean (for
+    differences). The spaces around ``±`` are non-breaking, so a narrow column never splits a cell
+    over two lines.
+    """
+    if not isinstance(max_decimals, int) or isinstance(max_decimals, bool) or max_decimals < 0:
+        raise ValueError(f"max_decimals={max_decimals!r} must be an integer >= 0")
+    mean, se = float(mean), float(se)
+    if se > 0 and math.isfinite(se):
+        decimals = min(max(1 - math.floor(math.log10(se)), 0), max_decimals)
+    else:
+        decimals = max_decimals
+    return f"{mean:{'+' if sign else ''}.{decimals}f}\u00a0±\u00a0{se:.{decimals}f}"
+
+
 def markdown_table(df: Any) -> str:
     """A pandas DataFrame as a Markdown (pipe) table: a header row of the column names, then one row
     per record, each cell ``str(value)``.
