@@ -168,7 +168,7 @@ def test_mean_se_against_hand_values() -> None:
     from gan_lib.pipeline.display import mean_se
 
     # mean 2, sample sd sqrt(((1-2)^2 + 0 + (3-2)^2) / 2) = 1, se = 1/sqrt(3) = 0.577
-    assert mean_se([1.0, 2.0, 3.0], ".3f") == "2.000 ± 0.577"
+    assert mean_se([1.0, 2.0, 3.0], ".3f") == "2.000\u00a0±\u00a00.577"
     with pytest.raises(ValueError, match="at least 2 values"):
         mean_se([1.0])
 

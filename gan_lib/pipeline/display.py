@@ -55,13 +55,14 @@ def glue_text(name: str, value: Any, fmt: str = ".3f", *, missing: str = MISSING
 
 def mean_se(values: Any, fmt: str = ".3f") -> str:
     """``"mean ± standard error"`` of a sample (standard deviation with ``ddof=1`` over ``sqrt(n)``),
-    both in ``fmt``; needs at least two values."""
+    both in ``fmt``; needs at least two values. The spaces around ``±`` are non-breaking (a table
+    cell never splits between the two numbers)."""
     import numpy as np
 
     x = np.asarray(values, dtype=float).ravel()
     if x.size < 2:
         raise ValueError(f"mean_se needs at least 2 values for a standard error; got {x.size}")
-    return f"{x.mean():{fmt}} ± {x.std(ddof=1) / math.sqrt(x.size):{fmt}}"
+    return f"{x.mean():{fmt}}\u00a0±\u00a0{x.std(ddof=1) / math.sqrt(x.size):{fmt}}"
 
 
 def pm_by_se(mean: float, se: float, max_decimals: int = 2, *, sign: bool = False) -> str:
