@@ -360,3 +360,29 @@ def test_bad_data_is_refused():
         train_ensemble([], torch.zeros(10, 2), cfg, progress=False)
     with pytest.raises(TypeError, match="MemberSpec"):
         train_ensemble(["hinge"], torch.zeros(10, 2), cfg, progress=False)
+
+
+def test_a_batch_statistic_loss_without_a_row_form_still_follows_its_loop():
+    """A user's batch-statistic loss that registers no row-wise form goes through vmap (or the loop
+    over members), next to the library's own batch-statistic losses and their row-wise forms."""
+    from gan_lib.losses import registry
+
+    def discriminator(d_real, d_fake, **_):  # each side against the other side's batch mean
+        return F.relu(1.0 - (d_real - d_fake.mean())).mean() + F.relu(1.0 + (d_fake - d_real.mean())).mean()
+
+    def generator(d_fake, **_):
+        return F.softplus(d_fake.mean() - d_fake).mean() - d_fake.mean()
+
+    name = "test_centred_hinge"
+    registry.register_fixed(name, "test", "none", registry.LossParts(discriminator, generator, "d", "g"),
+                            "a test loss", batch_statistics=True)
+    try:
+        assert not losses.get(name).has_rows
+        specs = [MemberSpec(name, seed=31, lr_d=2e-3, lr_g=2e-3, dataset="a"),
+                 MemberSpec("ragan", seed=32, lr_d=2e-3, dataset="b"),
+                 MemberSpec("chi2_hinge", seed=33, regulariser="spectral_norm", lr_d=3e-3, dataset="a"),
+                 MemberSpec(name, seed=34, lr_d=1e-3, lr_g=3e-3, dataset="b")]
+        cfg = EnsembleConfig(optimiser="rmsprop", dtype="float64", **CFG)
+        check_against_reference(train_ensemble(specs, DATA, cfg, progress=False), specs, DATA, cfg, tol=2e-9)
+    finally:
+        del registry._SPECS[name]

@@ -203,3 +203,65 @@ def test_chi2_weights_under_vmap_match_per_row() -> None:
     batched = torch.func.vmap(chi2_batch_weights)(v)
     for k in range(3):
         np.testing.assert_allclose(batched[k].numpy(), brent_chi2(v[k].numpy()), rtol=1e-12, atol=1e-12)
+
+
+def test_batch_weights_along_a_dim_match_each_batch() -> None:
+    # rows of a (K, n) stack, and columns of its transpose, are independent batches
+    v = torch.as_tensor(RNG.standard_normal((4, 11)) * 2.0)
+    v[2] = v[2] * 10.0  # a batch where most weights are clipped
+    for dim, stack in ((-1, v), (0, v.T), (1, v)):
+        chi2 = chi2_batch_weights(stack, dim=dim)
+        kl = kl_batch_weights(stack, dim=dim)
+        assert chi2.shape == kl.shape == stack.shape
+        rows = chi2 if dim != 0 else chi2.T
+        kl_rows = kl if dim != 0 else kl.T
+        for k in range(4):
+            np.testing.assert_allclose(rows[k].numpy(), brent_chi2(v[k].numpy()), rtol=1e-12, atol=1e-12)
+            e = np.exp(v[k].numpy())
+            np.testing.assert_allclose(kl_rows[k].numpy(), e / e.mean(), rtol=1e-12)
+    half = chi2_batch_weights(v.half(), dim=-1)
+    assert half.dtype == torch.float16
+    np.testing.assert_allclose(half.double().numpy(), chi2_batch_weights(v.half().double(), dim=-1).numpy(), atol=2e-3)
+
+
+ROWS_CASES = [("ragan", {}), ("kl_hinge", {}), ("kl_hinge", {"detach_weights": True}),
+              ("chi2_hinge", {}), ("chi2_hinge", {"detach_weights": True})]
+
+
+@pytest.mark.parametrize("name,options", ROWS_CASES)
+def test_row_wise_losses_equal_the_loss_of_each_batch(name, options) -> None:
+    loss = losses.get(name, **options)
+    assert loss.batch_statistics and loss.has_rows
+    d_real = torch.as_tensor(RNG.standard_normal((5, 16)) * 3.0).requires_grad_(True)
+    d_fake = torch.as_tensor(RNG.standard_normal((5, 16)) * 3.0 - 1.0).requires_grad_(True)
+    for half, rows_fn, args in (
+        ("discriminator", loss.discriminator_rows, (d_real, d_fake)),
+        ("generator", loss.generator_rows, (d_fake, d_real)),
+    ):
+        got = rows_fn(*args)
+        want = torch.stack([getattr(loss, half)(*(a[k] for a in args)) for k in range(5)])
+        assert got.shape == (5,)
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-12, atol=1e-14)
+        for g_got, g_want in zip(torch.autograd.grad(got.sum(), (d_real, d_fake), allow_unused=True),
+                                 torch.autograd.grad(want.sum(), (d_real, d_fake), allow_unused=True)):
+            assert (g_got is None) == (g_want is None)
+            if g_got is not None:
+                np.testing.assert_allclose(g_got.numpy(), g_want.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_row_wise_form_refuses_what_it_cannot_take() -> None:
+    kl = losses.get("kl_hinge")
+    with pytest.raises(ValueError, match=r"shape \(16,\); the row-wise form takes \(K, n\)"):
+        kl.discriminator_rows(torch.zeros(16), torch.zeros(16))
+    with pytest.raises(ValueError, match="same number of rows K"):
+        kl.discriminator_rows(torch.zeros(3, 8), torch.zeros(4, 8))
+    with pytest.raises(ValueError, match="empty"):
+        kl.generator_rows(torch.zeros(3, 0))
+    with pytest.raises(ValueError, match="needs d_real"):
+        losses.get("ragan").generator_rows(torch.zeros(3, 8))
+    with pytest.raises(ValueError, match="same shape"):
+        losses.get("ragan").discriminator_rows(torch.zeros(3, 8), torch.zeros(3, 9))
+    hinge = losses.get("hinge")
+    assert not hinge.has_rows
+    with pytest.raises(NotImplementedError, match="'hinge' has no row-wise form"):
+        hinge.discriminator_rows(torch.zeros(3, 8), torch.zeros(3, 8))

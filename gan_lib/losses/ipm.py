@@ -114,16 +114,20 @@ register_fixed(
 )
 
 
-def kl_batch_weights(d_fake: Tensor) -> Tensor:
+def kl_batch_weights(d_fake: Tensor, dim: int | None = None) -> Tensor:
     r"""In-batch KL weights ``r_i = e^{v_i} / \tfrac1n\sum_j e^{v_j} = n\,\mathrm{softmax}(v)_i`` (Song & Ermon 2020).
 
-    Same shape as ``d_fake``; the weights are positive and average to one.
+    Same shape as ``d_fake``; the weights are positive and average to one. ``dim=None``: all of
+    ``d_fake`` is one batch; ``dim=d``: every slice along ``d`` is a batch of its own (e.g. ``-1``
+    for ``(K, n)`` critic values of ``K`` independent batches).
     """
+    if dim is not None:
+        return d_fake.shape[dim] * torch.softmax(d_fake, dim=dim)
     weights = d_fake.numel() * torch.softmax(d_fake.flatten(), dim=0)  # flatten: no copy, no node for 1-D
     return weights if d_fake.dim() == 1 else weights.reshape(d_fake.shape)
 
 
-def chi2_batch_weights(d_fake: Tensor) -> Tensor:
+def chi2_batch_weights(d_fake: Tensor, dim: int | None = None) -> Tensor:
     r"""In-batch chi^2 weights ``r_i = \max(0, 1 + (v_i - \lambda)/2)``, ``\tfrac1n\sum_i r_i = 1``.
 
     The minimiser of ``\tfrac1n\sum_i [(r_i - 1)^2 - r_i v_i]`` over ``r_i \ge 0`` with mean one,
@@ -136,26 +140,40 @@ def chi2_batch_weights(d_fake: Tensor) -> Tensor:
     Exact (no bisection), invariant to a shift of ``v``; where no weight is clipped,
     ``r_i = 1 + (v_i - \bar v)/2``. Same shape and dtype as ``d_fake`` (float16 / bfloat16 are
     computed in float32); gradients flow through the sort and ``\lambda``. An empty ``d_fake`` gives
-    empty weights.
+    empty weights. ``dim`` as in :func:`kl_batch_weights`: ``None`` for one batch, ``d`` for
+    independent batches along ``d``.
     """
-    flat = d_fake.flatten()
-    v = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
-    n = v.numel()
-    if n == 0:  # no batch, no weights (as kl_batch_weights); the losses refuse the empty batch themselves
+    if d_fake.numel() == 0:  # no batch, no weights (as kl_batch_weights); the losses refuse the empty batch themselves
         return torch.ones_like(d_fake)
-    ordered = torch.sort(v, descending=True).values
+    # the batches along the last axis: (B, n)
+    rows = d_fake.flatten().unsqueeze(0) if dim is None else d_fake.movedim(dim, -1)
+    v = rows.float() if rows.dtype in (torch.float16, torch.bfloat16) else rows
+    n = v.shape[-1]
+    ordered = torch.sort(v, dim=-1, descending=True).values
     k = torch.arange(1, n + 1, dtype=v.dtype, device=v.device)
-    lam_k = (torch.cumsum(ordered, 0) + 2.0 * (k - n)) / k
+    lam_k = (torch.cumsum(ordered, -1) + 2.0 * (k - n)) / k
     support = (1.0 + 0.5 * (ordered - lam_k)) > 0  # a prefix of the sorted values; k = 1 always in it
-    last = (support.sum() - 1).clamp(min=0).reshape(1)
-    lam = torch.gather(lam_k, 0, last)
+    last = (support.sum(-1, keepdim=True) - 1).clamp(min=0)
+    lam = torch.gather(lam_k, -1, last)
     weights = torch.relu(1.0 + 0.5 * (v - lam)).to(d_fake.dtype)
-    return weights if d_fake.dim() == 1 else weights.reshape(d_fake.shape)
+    return weights.reshape(d_fake.shape) if dim is None else weights.movedim(-1, dim)
 
 
-def _weighted_fake(d_fake: Tensor, detach_weights: bool, batch_weights: Any = kl_batch_weights) -> Tensor:
-    weights = batch_weights(d_fake)
+def _weighted_fake(d_fake: Tensor, detach_weights: bool, batch_weights: Any = kl_batch_weights,
+                   dim: int | None = None) -> Tensor:
+    weights = batch_weights(d_fake, dim=dim)
     return d_fake * (weights.detach() if detach_weights else weights)
+
+
+def _weighted_hinge_rows(d_real: Tensor, d_fake: Tensor, detach_weights: bool, batch_weights: Any) -> Tensor:
+    """The mean-reduced f-WGAN hinge critic loss of every row of ``(K, n)`` inputs (one batch per row)."""
+    weighted = _weighted_fake(d_fake, detach_weights, batch_weights, dim=-1)
+    return F.relu(1.0 - d_real).mean(-1) + F.relu(1.0 + weighted).mean(-1)
+
+
+def _weighted_generator_rows(d_fake: Tensor, detach_weights: bool, batch_weights: Any) -> Tensor:
+    """``-E_Q[r v]`` of every row of ``(K, n)`` fake critic values (one batch per row)."""
+    return _weighted_fake(d_fake, detach_weights, batch_weights, dim=-1).mean(-1).neg()
 
 
 _KL_COUPLING = "the in-batch softmax weights r = n softmax(v_fake)"
@@ -231,9 +249,11 @@ def chi2_hinge_generator(
     return reduce_terms(_weighted_fake(d_fake, detach_weights, chi2_batch_weights), reduction, scale=-1.0)
 
 
-def _register_weighted_hinge(name: str, discriminator_fn: Any, generator_fn: Any, where: str, summary: str) -> None:
+def _register_weighted_hinge(name: str, discriminator_fn: Any, generator_fn: Any, batch_weights: Any,
+                             where: str, summary: str) -> None:
     """Register an f-WGAN hinge loss whose fake critic values are reweighted in-batch (one option:
-    ``detach_weights``); ``kl_hinge`` and ``chi2_hinge`` differ only in the weights."""
+    ``detach_weights``); ``kl_hinge`` and ``chi2_hinge`` differ only in the weights
+    (``batch_weights``, also used by the row-wise form)."""
 
     def factory(detach_weights: bool) -> LossParts:
         def discriminator(d_real: Tensor, d_fake: Tensor, **reduce: Any) -> Tensor:
@@ -242,12 +262,20 @@ def _register_weighted_hinge(name: str, discriminator_fn: Any, generator_fn: Any
         def generator(d_fake: Tensor, **reduce: Any) -> Tensor:
             return generator_fn(d_fake, detach_weights, **reduce)
 
+        def discriminator_rows(d_real: Tensor, d_fake: Tensor) -> Tensor:
+            return _weighted_hinge_rows(d_real, d_fake, detach_weights, batch_weights)
+
+        def generator_rows(d_fake: Tensor) -> Tensor:
+            return _weighted_generator_rows(d_fake, detach_weights, batch_weights)
+
         return LossParts(
             discriminator,
             generator,
             r"\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]",
             r"-\mathbb{E}_Q[r v]",
             where=where,
+            discriminator_rows=discriminator_rows,
+            generator_rows=generator_rows,
         )
 
     register(
@@ -271,6 +299,7 @@ _register_weighted_hinge(
     "kl_hinge",
     kl_hinge_discriminator,
     kl_hinge_generator,
+    kl_batch_weights,
     r"r_i = n\,\mathrm{softmax}(v_{\mathrm{fake}})_i",
     "KL-WGAN: hinge loss on fake critic values reweighted in-batch by n*softmax(v).",
 )
@@ -278,6 +307,7 @@ _register_weighted_hinge(
     "chi2_hinge",
     chi2_hinge_discriminator,
     chi2_hinge_generator,
+    chi2_batch_weights,
     r"r_i = \max\big(0, 1 + (v_i - \lambda)/2\big),\ \tfrac1n\textstyle\sum_i r_i = 1",
     "chi^2-WGAN: hinge loss on fake critic values reweighted in-batch by the projection max(0, 1 + (v - lambda)/2).",
 )

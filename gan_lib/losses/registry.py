@@ -133,6 +133,10 @@ class LossParts(NamedTuple):
     safe_logit_range: SafeRange = None
     options: Optional[Mapping[str, Any]] = None  # resolved options, when the factory changes them (presets)
     where: str = ""  # definitions appended to the one-line formula (e.g. g_f and f^* of an f-GAN)
+    # the mean-reduced halves for K independent batches at once, inputs (K, n) -> (K,) values:
+    # optional, for batch-statistic losses (see GANLoss.discriminator_rows)
+    discriminator_rows: Optional[Callable[..., Tensor]] = None
+    generator_rows: Optional[Callable[..., Tensor]] = None
 
 
 def _describe_options(options: Mapping[str, Option]) -> str:
@@ -220,6 +224,8 @@ class LossSpec:
             safe_logit_range=parts.safe_logit_range,
             discriminator_fn=parts.discriminator,
             generator_fn=parts.generator,
+            discriminator_rows_fn=parts.discriminator_rows,
+            generator_rows_fn=parts.generator_rows,
         )
 
 
@@ -448,6 +454,8 @@ class GANLoss:
     safe_logit_range: SafeRange = None
     discriminator_fn: DiscriminatorFn = field(default=None, repr=False)  # type: ignore[assignment]
     generator_fn: GeneratorFn = field(default=None, repr=False)  # type: ignore[assignment]
+    discriminator_rows_fn: Optional[Callable[..., Tensor]] = field(default=None, repr=False)
+    generator_rows_fn: Optional[Callable[..., Tensor]] = field(default=None, repr=False)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GANLoss):
@@ -486,6 +494,51 @@ class GANLoss:
         return self.discriminator_fn(
             d_real, d_fake, reduction=reduction, weights_real=weights_real, weights_fake=weights_fake
         )
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether :meth:`discriminator_rows` and :meth:`generator_rows` are available."""
+        return self.discriminator_rows_fn is not None and self.generator_rows_fn is not None
+
+    def _check_rows(self, name: str, value: Any, like: Tensor | None = None) -> Tensor:
+        if not self.has_rows:
+            raise NotImplementedError(
+                f"loss {self.name!r} has no row-wise form; apply it to each batch (e.g. with torch.func.vmap)"
+            )
+        check_logits(name, value)
+        if value.dim() != 2 or value.shape[1] == 0:
+            raise ValueError(f"{name} has shape {tuple(value.shape)}; the row-wise form takes (K, n) with n >= 1")
+        if like is not None and value.shape[0] != like.shape[0]:
+            raise ValueError(f"d_real and d_fake must have the same number of rows K; got shapes "
+                             f"{tuple(like.shape)} and {tuple(value.shape)}")
+        return value
+
+    def discriminator_rows(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
+        """``(K,)`` mean-reduced discriminator losses of ``K`` independent batches: row ``k`` of the
+        ``(K, n)`` inputs is one batch, and value ``k`` equals ``discriminator(d_real[k], d_fake[k])``.
+
+        For batch-statistic losses (``ragan``, ``kl_hinge``, ``chi2_hinge``), whose statistics must
+        stay within a batch, this is one vectorised call instead of ``K`` (or a ``vmap``);
+        :attr:`has_rows` says whether a loss has it (``NotImplementedError`` otherwise).
+        """
+        self._check_rows("d_real", d_real)
+        self._check_rows("d_fake", d_fake, like=d_real)
+        if self.paired:
+            check_same_shape(f"loss {self.name!r}", d_real, d_fake)
+        return self.discriminator_rows_fn(d_real, d_fake)  # type: ignore[misc]
+
+    def generator_rows(self, d_fake: Tensor, d_real: Tensor | None = None) -> Tensor:
+        """``(K,)`` mean-reduced generator losses of ``K`` independent batches (rows); value ``k``
+        equals ``generator(d_fake[k], d_real[k])`` (see :meth:`discriminator_rows`)."""
+        self._check_rows("d_fake", d_fake)
+        if not self.requires_real_in_generator:
+            return self.generator_rows_fn(d_fake)  # type: ignore[misc]
+        if d_real is None:
+            raise ValueError(f"loss {self.name!r} is relativistic: generator_rows() needs d_real as well as d_fake")
+        self._check_rows("d_real", d_real, like=d_fake)
+        if self.paired:
+            check_same_shape(f"loss {self.name!r}", d_real, d_fake)
+        return self.generator_rows_fn(d_fake, d_real)  # type: ignore[misc]
 
     def generator(
         self, d_fake: Tensor, d_real: Tensor | None = None, *, reduction: str = "mean", weights: Weights = None

@@ -77,6 +77,12 @@ def _ragan(first: Tensor, second: Tensor, reduction: str) -> Tensor:
     return reduce_real_fake(F.softplus(second.mean() - first), F.softplus(second - first.mean()), reduction)
 
 
+def _ragan_rows(first: Tensor, second: Tensor) -> Tensor:
+    # _ragan(first[k], second[k], "mean") for every row k of (K, n) inputs: the batch means per row
+    return (F.softplus(second.mean(-1, keepdim=True) - first).mean(-1)
+            + F.softplus(second - first.mean(-1, keepdim=True)).mean(-1))
+
+
 def ragan_discriminator(
     d_real: Tensor,
     d_fake: Tensor,
@@ -127,6 +133,8 @@ register_fixed(
         ragan_generator,
         r"\mathbb{E}_P[\mathrm{softplus}(\bar v_f - v_r)] + \mathbb{E}_Q[\mathrm{softplus}(v_f - \bar v_r)]",
         r"\mathbb{E}_Q[\mathrm{softplus}(\bar v_r - v_f)] + \mathbb{E}_P[\mathrm{softplus}(v_r - \bar v_f)]",
+        discriminator_rows=_ragan_rows,
+        generator_rows=_ragan_rows,  # (d_fake, d_real): the same form with the sides swapped
     ),
     "Relativistic average GAN: each sample against the other side's batch mean.",
     requires_real_in_generator=True,
