@@ -53,7 +53,10 @@ per-sample term on the fakes. Writing ``l`` for a term and ``w`` for its weights
   ``kl_hinge``: the fakes reweighted by the in-batch softmax ``n softmax(v)``;
   ``GANLoss.batch_statistics``) couple the samples of a batch, so their per-sample terms are not
   per-sample losses: they accept ``reduction="mean"`` and ``"sum"`` only, and no weights; the
-  others raise ``ValueError`` saying so.
+  others raise ``ValueError`` saying so. For many independent batches at once (an ensemble of
+  models, one batch each) the library's batch-statistic losses also have a row-wise form,
+  ``GANLoss.discriminator_rows`` / ``generator_rows`` (``(K, n)`` in, ``K`` mean-reduced values
+  out, each batch's statistics kept within its row; ``GANLoss.has_rows``).
 
 An invalid ``reduction``, a weight of the wrong shape or type, or an empty batch raises an error
 naming the value and what is allowed.
