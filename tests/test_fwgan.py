@@ -263,5 +263,5 @@ def test_row_wise_form_refuses_what_it_cannot_take() -> None:
         losses.get("ragan").discriminator_rows(torch.zeros(3, 8), torch.zeros(3, 9))
     hinge = losses.get("hinge")
     assert not hinge.has_rows
-    with pytest.raises(NotImplementedError, match="'hinge' has no row-wise form"):
+    with pytest.raises(TypeError, match="'hinge' has no row-wise form"):
         hinge.discriminator_rows(torch.zeros(3, 8), torch.zeros(3, 8))

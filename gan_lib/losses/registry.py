@@ -505,8 +505,9 @@ class GANLoss:
 
     def _check_rows(self, name: str, value: Any, like: Tensor | None = None) -> Tensor:
         if not self.has_rows:
-            raise NotImplementedError(
-                f"loss {self.name!r} has no row-wise form; apply it to each batch (e.g. with torch.func.vmap)"
+            raise TypeError(
+                f"loss {self.name!r} has no row-wise form (GANLoss.has_rows is False); apply it to each "
+                f"batch (e.g. with torch.func.vmap)"
             )
         check_logits(name, value)
         if value.dim() != 2 or value.shape[1] == 0:
@@ -522,7 +523,7 @@ class GANLoss:
 
         For batch-statistic losses (``ragan``, ``kl_hinge``, ``chi2_hinge``), whose statistics must
         stay within a batch, this is one vectorised call instead of ``K`` (or a ``vmap``);
-        :attr:`has_rows` says whether a loss has it (``NotImplementedError`` otherwise).
+        :attr:`has_rows` says whether a loss has it (``TypeError`` otherwise).
         """
         self._check_rows("d_real", d_real)
         self._check_rows("d_fake", d_fake, like=d_real)
