@@ -191,3 +191,12 @@ def test_pm_by_se_rounds_at_the_standard_errors_second_digit() -> None:
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="max_decimals"):
             pm_by_se(1.0, 0.1, max_decimals=bad)
+
+
+def test_pm_writes_value_and_error_on_one_line() -> None:
+    from gan_lib.pipeline.display import pm
+
+    nb = "\u00a0"
+    assert pm(0.1357, 0.0028, ".4f") == f"0.1357{nb}±{nb}0.0028"
+    assert pm(2.5, 0.25, ".1f", sign=True) == f"+2.5{nb}±{nb}0.2"  # round half to even, as format() does
+    assert pm(-2.5, 0.25, ".2f", sign=True) == f"-2.50{nb}±{nb}0.25"

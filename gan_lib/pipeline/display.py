@@ -53,16 +53,21 @@ def glue_text(name: str, value: Any, fmt: str = ".3f", *, missing: str = MISSING
     glue(name, text)
 
 
+def pm(value: float, error: float, fmt: str = ".3f", *, sign: bool = False) -> str:
+    """``"value ± error"``, both in ``fmt`` (``sign=True``: a ``+`` before a positive value), with
+    non-breaking spaces around ``±`` so that a table cell never splits between the two numbers."""
+    return f"{value:{'+' if sign else ''}{fmt}}\u00a0±\u00a0{error:{fmt}}"
+
+
 def mean_se(values: Any, fmt: str = ".3f") -> str:
     """``"mean ± standard error"`` of a sample (standard deviation with ``ddof=1`` over ``sqrt(n)``),
-    both in ``fmt``; needs at least two values. The spaces around ``±`` are non-breaking (a table
-    cell never splits between the two numbers)."""
+    both in ``fmt`` (:func:`pm`); needs at least two values."""
     import numpy as np
 
     x = np.asarray(values, dtype=float).ravel()
     if x.size < 2:
         raise ValueError(f"mean_se needs at least 2 values for a standard error; got {x.size}")
-    return f"{x.mean():{fmt}}\u00a0±\u00a0{x.std(ddof=1) / math.sqrt(x.size):{fmt}}"
+    return pm(x.mean(), x.std(ddof=1) / math.sqrt(x.size), fmt)
 
 
 def pm_by_se(mean: float, se: float, max_decimals: int = 2, *, sign: bool = False) -> str:
@@ -71,8 +76,7 @@ def pm_by_se(mean: float, se: float, max_decimals: int = 2, *, sign: bool = Fals
     ``-41.04, 28.78`` gives ``"-41 ± 29"``, ``-13.51, 3.82`` gives ``"-13.5 ± 3.8"`` and ``-4.617, 0.052``
     gives ``"-4.62 ± 0.05"``: no more decimals than ``max_decimals``, and ``max_decimals`` when the
     standard error is zero or not finite. ``sign=True`` writes a ``+`` before a positive mean (for
-    differences). The spaces around ``±`` are non-breaking, so a narrow column never splits a cell
-    over two lines.
+    differences). Written by :func:`pm`.
     """
     if not isinstance(max_decimals, int) or isinstance(max_decimals, bool) or max_decimals < 0:
         raise ValueError(f"max_decimals={max_decimals!r} must be an integer >= 0")
@@ -81,7 +85,7 @@ def pm_by_se(mean: float, se: float, max_decimals: int = 2, *, sign: bool = Fals
         decimals = min(max(1 - math.floor(math.log10(se)), 0), max_decimals)
     else:
         decimals = max_decimals
-    return f"{mean:{'+' if sign else ''}.{decimals}f}\u00a0±\u00a0{se:.{decimals}f}"
+    return pm(mean, se, f".{decimals}f", sign=sign)
 
 
 def markdown_table(df: Any) -> str:
