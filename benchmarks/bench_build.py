@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -42,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from gan_lib import files
 from gan_lib.pipeline import book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,16 +121,7 @@ def fixed_cost(build: dict) -> dict:
 
 def write_json(target: Path, data: dict) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    files.write_json(target, data)
 
 
 def main() -> int:

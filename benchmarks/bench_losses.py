@@ -26,12 +26,10 @@ Prints one row per loss and batch size, and writes ``benchmarks/results/losses-c
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -41,6 +39,7 @@ import torch.nn.functional as F
 
 from gan_lib import losses
 from gan_lib.divergences import wright_omega
+from gan_lib.files import write_json
 
 Tensor = torch.Tensor
 Half = Callable[[Tensor, Tensor], Tensor]  # (d_real, d_fake) -> scalar
@@ -203,14 +202,7 @@ def paired_ratio(lib: Half, bare: Half, batch: int, repeats: int, calls: int) ->
 
 def _write_json(record: dict, target: Path) -> None:
     target.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=2)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(target, record)
 
 
 def main() -> None:

@@ -15,12 +15,10 @@ Writes ``benchmarks/results/<host>-bench_train.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 
 from gan_lib import losses, nets
+from gan_lib.files import write_json
 from gan_lib.train import set_seed, train_gan
 
 DIM, HIDDEN, DEPTH, LR, BETAS = 2, 100, 2, 1e-3, (0.5, 0.999)
@@ -161,10 +160,7 @@ def main() -> int:
               "nets": f"mlp {DIM}->{HIDDEN}x{DEPTH}->{DIM} G, {DIM}->{HIDDEN}x{DEPTH}->1 D",
               "torch": torch.__version__, "fused_adam": FUSED, "threads": torch.get_num_threads(),
               "cpus": os.cpu_count(), "summary": summary, "pairs": rows}
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=2)
-    os.replace(tmp, target)
+    write_json(target, record)
     print(f"wrote {target}")
     if not all_equal:
         print("train_gan and the bare loop disagree: they are not doing the same work", file=sys.stderr)

@@ -44,12 +44,10 @@ generator, as on the CPU, so the members follow the same trajectories there too.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +57,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lib import losses
+from gan_lib.files import write_json
 from gan_lib.train import EnsembleConfig, MemberSpec, retain_freed_memory, train_ensemble
 
 LOSSES = ["non_saturating", "minimax", "lsgan", "hinge", "kl_hinge", "wgan", "ragan", "fgan_kl"]
@@ -371,17 +370,7 @@ def main() -> int:
     target = args.out if args.out is not None else Path(__file__).resolve().parent / "results" / "ensemble.json"
     out_dir = target.resolve().parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's file is private (0600); a result file is as any other the user writes
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=2)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_json(target, record)
     print(f"wrote {target}")
     return 0
 

@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from gan_lib.files import write_json
 from gan_lib.nets import image_nets
 from gan_lib.train.loop import Trainer, TrainConfig
 
@@ -183,10 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>34}: {ref['steps_per_s']:7.2f} generator steps/s at batch {ref['batch']} (theirs, published)")
     out = args.out or Path(__file__).parent / "results" / ("train_step-quick.json" if args.quick else "train_step.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=2)
-    os.replace(tmp, out)
+    write_json(out, record)
     print(f"wrote {out}")
     cpu = modes[0]["summary"]
     if not cpu["bit_equal"]:

@@ -11,6 +11,7 @@ The companion library of *ganbook*; one subpackage per idea:
 - :mod:`gan_lib.data` -- distributions with known densities.
 - :mod:`gan_lib.metrics` -- mode coverage, bin masses, errors of estimated density ratios.
 - :mod:`gan_lib.train` -- the GAN training loop; critics and classifiers trained as one stack.
+- :mod:`gan_lib.files` -- the atomic writer everything uses (a file appears whole or not at all).
 - :mod:`gan_lib.pipeline` -- the book pipeline (``ganbook``) and display helpers; needs the
   ``book`` extra and is never imported by the rest of the library.
 """

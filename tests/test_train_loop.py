@@ -396,7 +396,7 @@ def test_checkpoint_killed_while_being_written_never_becomes_the_newest(tmp_path
     proc = worker(tmp_path, die_at_save=2)  # the second checkpoint (step 10) is cut after 2000 bytes
     proc.join(120)
     assert proc.exitcode == -signal.SIGKILL
-    temps = list(tmp_path.glob(".ckpt-00000010.pt.tmp-*"))
+    temps = list(tmp_path.glob(".ckpt-00000010.pt.ganbook-*"))
     assert len(temps) == 1 and temps[0].stat().st_size == 2000
     with pytest.raises(Exception):
         torch.load(temps[0], weights_only=True)

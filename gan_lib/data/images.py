@@ -35,7 +35,6 @@ import pickle
 import shutil
 import struct
 import tarfile
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_lib.files import atomic_open, temp_dir
 from gan_lib.validation import boolean, integer_number, one_of, real_number
 
 __all__ = [
@@ -202,17 +202,15 @@ def fetch_verified(url: str, path: str | os.PathLike[str], md5: str, *, timeout:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
     digest = hashlib.md5(usedforsecurity=False)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed, official URLs)
-                    for block in iter(lambda: response.read(1 << 20), b""):
-                        digest.update(block)
-                        out.write(block)
-            except OSError as err:
-                raise OSError(f"could not download {url} to {target}: {err}") from err
+    with atomic_open(target, "wb") as out:  # kept only if the whole file arrives with the right MD5
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed, official URLs)
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+        except OSError as err:
+            raise OSError(f"could not download {url} to {target}: {err}") from err
         got = digest.hexdigest()
         if got != md5.lower():
             raise ValueError(
@@ -220,10 +218,6 @@ def fetch_verified(url: str, path: str | os.PathLike[str], md5: str, *, timeout:
                 f"corrupt or not the official file, and {target} was not written. Try again later, or "
                 f"fetch the file yourself, check its MD5 and put it at {target}"
             )
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return target
 
 
@@ -431,7 +425,7 @@ def _download_cifar10(root: Path) -> None:
     archive = root / _CIFAR_ARCHIVE
     if not archive.is_file() or md5_of(archive) != CIFAR10_ARCHIVE_MD5:
         fetch_verified(CIFAR10_URL, archive, CIFAR10_ARCHIVE_MD5, timeout=120.0)
-    staging = Path(tempfile.mkdtemp(prefix=_CIFAR_FOLDER + ".", suffix=".part", dir=root))
+    staging = temp_dir(root, _CIFAR_FOLDER)
     try:
         wanted = {f"{_CIFAR_FOLDER}/{name}" for name in CIFAR10_BATCH_MD5}
         with tarfile.open(archive, "r:gz") as tar:

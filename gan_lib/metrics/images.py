@@ -50,7 +50,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_lib.data.images import ImageSet, default_root, digits, to_uint8
+from gan_lib.files import atomic_open
 from gan_lib.validation import integer_number, real_number
 
 __all__ = [
@@ -533,18 +533,6 @@ def _data_hash(images: Tensor, labels: Tensor) -> str:
     return h.hexdigest()
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 _CACHE_FORMAT = 1
 
 
@@ -593,7 +581,9 @@ def classifier_extractor(
     if net is None:
         log.info("training the %s feature classifier (%d images); cache %s", base, len(train), path)
         net = train_classifier(train.images, train.labels, n_classes=train.n_classes, config=config)
-        _atomic_torch_save({"key": key, "state_dict": net.state_dict()}, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path, "wb") as f:
+            torch.save({"key": key, "state_dict": net.state_dict()}, f)
     accuracy = classifier_accuracy(net, test.images, test.labels)
     description = (
         f"penultimate layer ({config.feature_dim} ReLU units) of a small CNN classifier trained on the "

@@ -64,6 +64,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import yaml
 
+from ..files import TEMP_MARK, publish, stale_temporary, temp_dir, temp_path, write_text
+
 __all__ = [
     "ChapterResult",
     "BuildError",
@@ -297,59 +299,11 @@ def parse_value(text: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Files: temporaries named after their process, published with the umask's permissions
+# Files: temporaries named after their process (gan_lib.files), swept once their owner is gone
 # --------------------------------------------------------------------------------------------
 
-_TEMP_MARK = "ganbook"
-# .<name>.ganbook-<pid>-<random>[.<ext>], as _temp_file and _temp_dir make them
-_TEMP_NAME = re.compile(r"^\..+\.ganbook-(?P<pid>\d+)-[A-Za-z0-9_]+(\.[A-Za-z]+)?$")
 # what earlier versions left in _build without an owner's pid; only swept under the build lock
 _LEGACY_BUILD_TEMP = re.compile(r"^\.(render\.[A-Za-z0-9_]{8}|html\.old|status\.json\.[A-Za-z0-9_]{8})$")
-
-
-def _temp_file(folder: Path, stem: str, suffix: str = "") -> Path:
-    """A new empty hidden file in ``folder`` whose name says which process owns it."""
-    fd, name = tempfile.mkstemp(prefix=f".{stem}.{_TEMP_MARK}-{os.getpid()}-", suffix=suffix, dir=folder)
-    os.close(fd)
-    return Path(name)
-
-
-def _temp_dir(folder: Path, stem: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f".{stem}.{_TEMP_MARK}-{os.getpid()}-", dir=folder))
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _publish(tmp: Path, dest: Path) -> None:
-    """Move the finished temporary ``tmp`` to ``dest`` with the mode a new file gets (0666 less
-    the umask; mkstemp made it 0600)."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, dest)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = _temp_file(path.parent, path.name)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        _publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def sweep_stale(folder: Path, *, legacy: bool = False) -> list[Path]:
@@ -364,10 +318,7 @@ def sweep_stale(folder: Path, *, legacy: bool = False) -> list[Path]:
         return []
     removed = []
     for entry in sorted(folder.iterdir()):
-        match = _TEMP_NAME.match(entry.name)
-        stale = (match is not None and not _process_alive(int(match["pid"]))) or (
-            legacy and _LEGACY_BUILD_TEMP.match(entry.name) is not None
-        )
+        stale = stale_temporary(entry.name) or (legacy and _LEGACY_BUILD_TEMP.match(entry.name) is not None)
         if not stale:
             continue
         if entry.is_dir() and not entry.is_symlink():
@@ -418,7 +369,7 @@ def check_writable(folder: Path, what: str) -> None:
     created: list[Path] = []
     try:
         created = _make_dirs(folder)
-        _temp_file(Path(folder), "probe").unlink()
+        temp_path(Path(folder), "probe").unlink()
     except OSError as err:
         raise Refused(f"cannot write to {what} {folder}: {err.strerror or err}") from None
     finally:
@@ -551,7 +502,7 @@ def _keep_failed(tmp_out: Path | None, failed: Path) -> Path | None:
         nbformat.read(tmp_out, as_version=4)
     except Exception:  # half-written by a dying kernel manager: nothing to inspect
         return None
-    _publish(tmp_out, failed)
+    publish(tmp_out, failed)
     return failed
 
 
@@ -650,8 +601,8 @@ def execute_chapter(
     start = time.perf_counter()
     try:
         with _kernel_options({"MPLBACKEND": INLINE_BACKEND, **(env or {})}) as (options, kernel_log):
-            tmp_in = _temp_file(output.parent, source.stem, ".ipynb")
-            tmp_out = _temp_file(output.parent, source.stem, ".ipynb")
+            tmp_in = temp_path(output.parent, source.stem, ".ipynb")
+            tmp_out = temp_path(output.parent, source.stem, ".ipynb")
             nbformat.write(prepared, tmp_in)
             called = time.time()
             try:
@@ -691,7 +642,7 @@ def execute_chapter(
                     cell.metadata["tags"] = [*tags, "remove-cell"]
             show_values_in_parameters_cell(done, parameters)
         nbformat.write(done, tmp_out)
-        _publish(tmp_out, output)
+        publish(tmp_out, output)
         failed.unlink(missing_ok=True)  # an earlier failure's copy no longer describes this output
         return seconds
     except PapermillExecutionError as err:
@@ -721,10 +672,10 @@ def prepare_chapter(source: Path, output: Path, parameters: Mapping[str, Any]) -
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(output.parent)
-    tmp = _temp_file(output.parent, Path(source).stem, ".ipynb")
+    tmp = temp_path(output.parent, Path(source).stem, ".ipynb")
     try:
         nbformat.write(nb, tmp)
-        _publish(tmp, output)
+        publish(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -900,7 +851,7 @@ def _write_record(notebook: Path, parts: Mapping[str, Any], meta: Mapping[str, A
         "processes": processes,
         "parts": parts,
     }
-    _write_atomic(cache_record_path(notebook), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_text(cache_record_path(notebook), json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def _expected_seconds(notebook: Path) -> float:
@@ -1213,7 +1164,7 @@ def _build_lock(build: Path) -> Iterator[None]:
         ) from None
     try:
         command = " ".join(["ganbook", *sys.argv[1:]])
-        _write_atomic(owner_path, json.dumps({"pid": os.getpid(), "command": command, "started": _now()}))
+        write_text(owner_path, json.dumps({"pid": os.getpid(), "command": command, "started": _now()}))
         yield
     finally:
         owner_path.unlink(missing_ok=True)
@@ -1437,7 +1388,7 @@ def build_book(
         (src / "notebooks").mkdir()
         for chapter in chapters:
             shutil.copy2(executed / f"{chapter.stem}.ipynb", src / "notebooks" / f"{chapter.stem}.ipynb")
-        _write_atomic(src / "book" / "status.md", _status_page(ordered, profile, wall, processes, deps))
+        write_text(src / "book" / "status.md", _status_page(ordered, profile, wall, processes, deps))
         if render:
             inputs = _render_inputs(src, lib, deps)
             site = build / "html"
@@ -1450,7 +1401,7 @@ def build_book(
                 )
             else:
                 render_book(src, out, stamp={"inputs": inputs, "rendered": _now()})
-                _write_atomic(build / "status.json", json.dumps([asdict(r) for r in ordered], indent=2))
+                write_text(build / "status.json", json.dumps([asdict(r) for r in ordered], indent=2))
     return ordered
 
 
@@ -1464,8 +1415,8 @@ def render_book(src: Path, out: Path, *, stamp: Mapping[str, Any] | None = None)
     so a site and its stamp are replaced together.
     """
     build = Path(out) / "_build"
-    scratch = _temp_dir(build, "render")
-    old = build / f".html.{_TEMP_MARK}-{os.getpid()}-old"
+    scratch = temp_dir(build, "render")
+    old = build / f".html.{TEMP_MARK}-{os.getpid()}-old"
     try:
         cmd = [
             sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(src),
@@ -1480,7 +1431,7 @@ def render_book(src: Path, out: Path, *, stamp: Mapping[str, Any] | None = None)
         if not (built / "index.html").is_file():
             raise BuildError(f"jupyter-book reported success but {built / 'index.html'} is missing")
         if stamp is not None:
-            _write_atomic(built / RENDER_STAMP, json.dumps(dict(stamp), indent=1) + "\n")
+            write_text(built / RENDER_STAMP, json.dumps(dict(stamp), indent=1) + "\n")
         site = build / "html"
         if site.exists():
             site.rename(old)
@@ -1547,7 +1498,7 @@ def _export_html(ipynb: Path, html: Path) -> None:
         # text/plain twin is shown instead, so the warning about it is noise here
         warnings.filterwarnings("ignore", message="Your element with mimetype")
         body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
-    _write_atomic(html, body)
+    write_text(html, body)
 
 
 def run_chapter(chapter: Path, parameters: Mapping[str, Any], *, runs: Path = Path("runs"), progress: bool = True) -> Path:
@@ -1571,10 +1522,10 @@ def run_chapter(chapter: Path, parameters: Mapping[str, Any], *, runs: Path = Pa
             execute_chapter(chapter, ipynb, parameters, cwd=chapter.parent, progress=progress)
         except BuildError:
             if failed_copy(ipynb).exists():
-                _write_atomic(folder / "parameters.json", record)
+                write_text(folder / "parameters.json", record)
             raise
         _export_html(ipynb, folder / f"{chapter.stem}.html")
-        _write_atomic(folder / "parameters.json", record)
+        write_text(folder / "parameters.json", record)
         return folder
     except BaseException:
         _remove_empty(created)

@@ -81,6 +81,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from gan_lib import losses
+from gan_lib.files import TEMP_MARK, atomic_open, write_text
 from gan_lib.losses.regularisers import apply_spectral_norm, clip_weights_, gradient_penalty, r1_penalty
 from gan_lib.nets.conv import image_nets
 from gan_lib.nets.mlp import mlp
@@ -307,15 +308,6 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8, padding: int = 2, scale: int | None = None) -> Path:
     """Write ``images`` ``(n, C, H, W)`` in ``[-1, 1]`` (C = 1 or 3) as one PNG grid, ``nrow`` per row.
 
@@ -338,7 +330,8 @@ def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8, padd
     array = grid.permute(1, 2, 0).numpy()
     image = Image.fromarray(array[..., 0] if c == 1 else array)
     path = Path(path)
-    _atomic_write(path, lambda f: image.save(f, format="PNG"))
+    with atomic_open(path, "wb") as f:
+        image.save(f, format="PNG")
     return path
 
 
@@ -654,7 +647,8 @@ class Trainer:
         if self.rank != 0:
             return None
         path = self.out_dir / f"ckpt-{self.step:08d}.pt"
-        _atomic_write(path, lambda f: torch.save(state, f))
+        with atomic_open(path, "wb", fsync=True) as f:
+            torch.save(state, f)
         found = sorted((int(m.group(1)), p) for p in self.out_dir.glob("ckpt-*.pt") if (m := _CKPT.match(p.name)))
         for _, old in found[:-self.config.keep_last]:
             old.unlink(missing_ok=True)
@@ -694,7 +688,7 @@ class Trainer:
         self.step, self.history = int(s["step"]), list(s["history"])
         if self.rank == 0:
             self._rewrite_log()
-            for tmp in self.out_dir.glob(".ckpt-*.tmp-*"):
+            for tmp in self.out_dir.glob(f".ckpt-*.{TEMP_MARK}-*"):
                 tmp.unlink(missing_ok=True)
         logger.info("resumed from %s at step %d", path, self.step)
         return path
@@ -712,7 +706,7 @@ class Trainer:
             writer = csv.DictWriter(buf, fieldnames=list(self.history[0]))
             writer.writeheader()
             writer.writerows(self.history)
-        _atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+        write_text(path, buf.getvalue(), fsync=True)
 
     def close(self) -> None:
         """Leave the process group if this trainer joined it."""
