@@ -306,8 +306,11 @@ def test_names_options_and_errors():
     for n in (-1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="n="):
             get("mog").sample(n)
-    with pytest.raises(TypeError, match="generator="):
-        get("mog").sample(3, generator="seed")
+    for bad in ("seed", -1, 2**64, 1.5):  # torch's seeds are 64-bit: 2**64 used to fail inside torch
+        with pytest.raises(TypeError, match=r"generator=.*an integer seed in \[0, 2\*\*64\)"):
+            get("mog").sample(3, generator=bad)
+    top = get("mog").sample(3, generator=2**64 - 1)
+    assert torch.equal(top, get("mog").sample(3, generator=torch.Generator().manual_seed(2**64 - 1)))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):
         get("mog").log_prob(torch.zeros(4, 3))
     lp = get("banana").log_prob(torch.tensor([[math.nan, 0.0], [0.0, 0.0]]))

@@ -40,6 +40,10 @@ def test_snapshots_equal_shorter_runs():
     torch.testing.assert_close(long.sample(20, seed=2, step=7), long.sample(20, seed=2), rtol=0, atol=0)
     with pytest.raises(ValueError, match="step=2"):
         long.sample(5, step=2)
+    for seed in (-1, 2**64, 0.5):  # torch's seeds are 64-bit
+        with pytest.raises(ValueError, match="seed="):
+            long.sample(5, seed=seed)
+    assert long.sample(5, seed=2**64 - 1).shape == (len(members()), 5, 2)
     # the snapshots do not move with later training: after step 1 the generators differ from the end
     assert not torch.allclose(long.sample(50, seed=9, step=1), long.sample(50, seed=9))
 

@@ -294,3 +294,15 @@ def test_inception_extractor_without_torch_fidelity(tmp_path):
             mi.inception_extractor(weights)
     else:
         pytest.skip("torch-fidelity is installed; the missing-package error cannot be shown")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5])
+def test_seeds_outside_torchs_64_bits_are_refused_by_name(seed):
+    x, y = RNG.normal(size=(12, 2)), RNG.normal(size=(12, 2))
+    with pytest.raises(ValueError, match=r"seed=.* not allowed"):
+        mi.kid(x, y, subsets=2, subset_size=4, seed=seed, **P)
+    with pytest.raises(ValueError, match=r"seed=.* not allowed"):
+        mi.inception_score(torch.zeros(8, 10), extractor="e", splits=2, seed=seed)
+    with pytest.raises(ValueError, match=r"seed=.* not allowed"):
+        mi.ClassifierConfig(seed=seed)
+    assert math.isfinite(mi.kid(x, y, subsets=2, subset_size=4, seed=2**64 - 1, **P).value)  # the largest torch takes

@@ -207,10 +207,10 @@ def _generator(generator: Any) -> torch.Generator | None:
     if generator is None or isinstance(generator, torch.Generator):
         return generator
     try:
-        seed = integer_number(generator, lo=0)
+        seed = integer_number(generator, lo=0, hi=2**64 - 1)
     except ValueError:
         raise TypeError(
-            f"generator={generator!r} not allowed: give None (the global RNG), a torch.Generator or an integer seed >= 0"
+            f"generator={generator!r} not allowed: give None (the global RNG), a torch.Generator or an integer seed in [0, 2**64)"
         ) from None
     return torch.Generator().manual_seed(seed)
 

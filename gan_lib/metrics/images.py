@@ -218,7 +218,7 @@ def kid(
 
     r, g = _pair(real_features, generated_features)
     subsets = _int("subsets", subsets, 1)
-    seed = _int("seed", seed, 0)
+    seed = _int("seed", seed, 0, 2**64 - 1)
     m = min(r.shape[0], g.shape[0])
     m = m if subset_size is None else min(_int("subset_size", subset_size, 2), m)
     protocol = _protocol(r.shape[0], g.shape[0], reference, extractor, subsets=subsets, subset_size=m, seed=seed, kernel="(x.y/d + 1)^3")
@@ -248,7 +248,7 @@ def inception_score(logits: Any, *, extractor: str, splits: int = 10, seed: int 
 
     z = _features("logits", logits, min_rows=1)
     splits = _int("splits", splits, 1, z.shape[0])
-    seed = _int("seed", seed, 0)
+    seed = _int("seed", seed, 0, 2**64 - 1)
     protocol = _protocol(0, z.shape[0], "none (IS uses generated images only)", extractor, splits=splits, seed=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_BUFFER_WARNING)
@@ -344,7 +344,7 @@ class ClassifierConfig:
         _int("feature_dim", self.feature_dim, 1, 65536)
         _int("epochs", self.epochs, 1)
         _int("batch_size", self.batch_size, 1)
-        _int("seed", self.seed, 0)
+        _int("seed", self.seed, 0, 2**64 - 1)
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             try:

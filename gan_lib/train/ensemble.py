@@ -407,7 +407,7 @@ class EnsembleResult:
             net = self.snapshots[step]
         dev = self.generator.weights[0].device
         if generator is None:
-            _check("seed", seed, lambda v: integer_number(v, 0))
+            _check("seed", seed, lambda v: integer_number(v, 0, 2**64 - 1))
             generator = torch.Generator(device=dev).manual_seed(int(seed))  # type: ignore[arg-type]
         z = torch.randn(n, self.config.z_dim, generator=generator, device=dev, dtype=self.generator.weights[0].dtype)
         return net(z)
