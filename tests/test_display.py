@@ -143,7 +143,7 @@ def test_one_sided_and_bracketing_checks(shown: list[str]) -> None:
     display.check("shortfall is small", np.float64(0.0123), below=0.02)
     display.check("above the floor", 3, above=2, source="bound")
     display.check("inside", 0.5, above=0.0, below=1.0)
-    assert shown == ["✓ shortfall is small: 0.0123 ≤ 0.02", "✓ above the floor: 2 ≤ 3 (bound)", "✓ inside: 0 ≤ 0.5 ≤ 1"]
+    assert shown == ["✓ shortfall is small: 0.0123 ≤ 0.02", "✓ above the floor: 3 ≥ 2 (bound)", "✓ inside: 0 ≤ 0.5 ≤ 1"]
     with pytest.raises(AssertionError, match=r"no D beats D\*: -0\.5 is not <= -0\.6"):
         display.check("no D beats D*", -0.5, below=-0.6)
     with pytest.raises(AssertionError, match=r"is not >= 0\.0 and <= 1\.0"):
@@ -178,7 +178,9 @@ def test_pm_by_se_rounds_at_the_standard_errors_second_digit() -> None:
 
     nb = "\u00a0"
     assert pm_by_se(-41.04, 28.78) == f"-41{nb}±{nb}29"
-    assert pm_by_se(-893.45, 796.80) == f"-893{nb}±{nb}797"
+    assert pm_by_se(-893.45, 796.80) == f"-890{nb}±{nb}800"  # second digit of 797: the tens
+    assert pm_by_se(1234.5, 152.0, sign=True) == f"+1230{nb}±{nb}150"
+    assert pm_by_se(-316.0, 106.0) == f"-320{nb}±{nb}110"
     assert pm_by_se(-13.51, 3.82) == f"-13.5{nb}±{nb}3.8"
     assert pm_by_se(-4.617, 0.052) == f"-4.62{nb}±{nb}0.05"
     assert pm_by_se(1.0, 0.1) == f"1.00{nb}±{nb}0.10"  # 0.1: its second digit is the hundredths

@@ -73,8 +73,8 @@ def mean_se(values: Any, fmt: str = ".3f") -> str:
 def pm_by_se(mean: float, se: float, max_decimals: int = 2, *, sign: bool = False) -> str:
     """``"mean ± se"`` rounded at the standard error's second significant digit, for a table cell.
 
-    ``-41.04, 28.78`` gives ``"-41 ± 29"``, ``-13.51, 3.82`` gives ``"-13.5 ± 3.8"`` and ``-4.617, 0.052``
-    gives ``"-4.62 ± 0.05"``: no more decimals than ``max_decimals``, and ``max_decimals`` when the
+    ``-893.4, 796.8`` gives ``"-890 ± 800"``, ``-41.04, 28.78`` gives ``"-41 ± 29"``, ``-13.51, 3.82``
+    gives ``"-13.5 ± 3.8"`` and ``-4.617, 0.052`` gives ``"-4.62 ± 0.05"``: no more decimals than ``max_decimals``, and ``max_decimals`` when the
     standard error is zero or not finite. ``sign=True`` writes a ``+`` before a positive mean (for
     differences). Written by :func:`pm`.
     """
@@ -82,9 +82,13 @@ def pm_by_se(mean: float, se: float, max_decimals: int = 2, *, sign: bool = Fals
         raise ValueError(f"max_decimals={max_decimals!r} must be an integer >= 0")
     mean, se = float(mean), float(se)
     if se > 0 and math.isfinite(se):
-        decimals = min(max(1 - math.floor(math.log10(se)), 0), max_decimals)
+        decimals = min(1 - math.floor(math.log10(se)), max_decimals)
     else:
         decimals = max_decimals
+    if decimals < 0:  # a standard error of 100 or more: round to tens, hundreds, ... and print integers
+        mean = round(mean, decimals) if math.isfinite(mean) else mean
+        se = round(se, decimals)
+        decimals = 0
     return pm(mean, se, f".{decimals}f", sign=sign)
 
 
@@ -153,7 +157,8 @@ def check(
     - ``check(claim, value, reference, tol)``: ``|value - reference| <= tol``; the callout reads
       "✓ claim: value vs reference (source), |Δ| = 1.6e-3 ≤ tol".
     - ``check(claim, value, below=b)``, ``check(claim, value, above=a)`` or both: ``value <= b``,
-      ``value >= a``; the callout reads "✓ claim: value ≤ b (source)".
+      ``value >= a``; the callout puts the value first: "✓ claim: value ≤ b (source)", "✓ claim:
+      value ≥ a", and "a ≤ value ≤ b" for both bounds.
 
     ``source`` says where the reference or bound comes from ("quadrature", "closed form"). A NaN
     value fails. On failure raises ``AssertionError`` with the claim and the numbers; on success
@@ -183,9 +188,9 @@ def check(
         if not ((hi is None or v <= hi) and (lo is None or v >= lo)):
             bounds = " and ".join(s for s in (lo is not None and f">= {lo!r}", hi is not None and f"<= {hi!r}") if s)
             raise AssertionError(f"✗ {claim}: {v!r} is not {bounds}{where}")
-        text = f"✓ {claim}: "
-        text += "" if lo is None else f"{_num(lo, fmt)} ≤ "
-        text += _num(v, fmt)
-        text += "" if hi is None else f" ≤ {_num(hi, fmt)}"
-        text += where
+        # the value first, as the reader looks for it: "v ≤ b", "v ≥ a"; a bracket reads "a ≤ v ≤ b"
+        if hi is None:
+            text = f"✓ {claim}: {_num(v, fmt)} ≥ {_num(lo, fmt)}{where}"
+        else:
+            text = f"✓ {claim}: " + ("" if lo is None else f"{_num(lo, fmt)} ≤ ") + f"{_num(v, fmt)} ≤ {_num(hi, fmt)}{where}"
     ipd.display(ipd.Markdown(text))
