@@ -313,6 +313,8 @@ def test_names_options_and_errors():
     assert torch.equal(top, get("mog").sample(3, generator=torch.Generator().manual_seed(2**64 - 1)))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):
         get("mog").log_prob(torch.zeros(4, 3))
+    with pytest.raises(TypeError, match=r"log_prob needs real-valued points of shape \(\.\.\., 2\); got 'ab'"):
+        get("mog").log_prob("ab")
     lp = get("banana").log_prob(torch.tensor([[math.nan, 0.0], [0.0, 0.0]]))
     assert math.isnan(lp[0]) and math.isfinite(lp[1])
     assert math.isinf(float(get("rings").log_prob(torch.zeros(2))))  # the integrable 1/|x| peak

@@ -84,3 +84,32 @@ def test_two_gloo_ranks_give_the_single_process_result(tmp_path: Path):
     torch.testing.assert_close(torch.from_numpy(gathered.history.g_loss), torch.from_numpy(alone.history.g_loss),
                                rtol=1e-6, atol=1e-7)
     assert list(gathered.history.step) == [5, 10]
+
+
+BAD_DATA_SCRIPT = """
+import os, sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from gan_lib.train import run_grid
+from test_distributed import CONFIG, MEMBERS, data
+rank = os.environ["RANK"]
+try:  # one member for two ranks, and a list of two training sets for it: rank 1 has no member
+    run_grid(MEMBERS[:1], [data(), data()], CONFIG, progress=False)
+except ValueError as err:
+    open(os.path.join({out!r}, "rank" + rank), "w").write(str(err))
+"""
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_bad_per_member_data_is_refused_on_every_rank_even_one_without_members(tmp_path: Path):
+    # a rank without members used to skip the check and wait in the gather for a rank that had raised
+    script = tmp_path / "bad.py"
+    script.write_text(textwrap.dedent(BAD_DATA_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path))))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script)],
+        capture_output=True, text=True, env=env, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in ("rank0", "rank1"):
+        assert "data is a list of 2 tensors for 1 members" in (tmp_path / rank).read_text()

@@ -112,6 +112,19 @@ def test_chi2_weights_random_batches_against_brent(n: int) -> None:
         np.testing.assert_allclose(shifted, w, atol=1e-9 * max(1.0, scale))
 
 
+@pytest.mark.parametrize("offset", [1e3, 1e4, -3e4])
+def test_chi2_weights_keep_their_digits_under_a_large_offset_in_float32(offset: float) -> None:
+    # the reference: Brent on the float32 inputs themselves (exactly representable in float64), the
+    # offset taken off in float64; without centring the cumulative sums lost ~2.6e-4 at 1e4
+    v32 = (torch.as_tensor(RNG.standard_normal(256) * 3.0) + offset).float()
+    reference = brent_chi2(v32.double().numpy() - offset)
+    w = chi2_batch_weights(v32)
+    np.testing.assert_allclose(w.double().numpy(), reference, atol=2e-6)
+    assert float(w.double().mean()) == pytest.approx(1.0, abs=1e-6)
+    rows = chi2_batch_weights(torch.stack([v32, v32 - offset]), dim=-1)
+    np.testing.assert_allclose(rows[0].double().numpy(), reference, atol=2e-6)
+
+
 def test_weights_keep_shape_and_dtype() -> None:
     v = torch.as_tensor(RNG.standard_normal((4, 6)))
     for fn in (kl_batch_weights, chi2_batch_weights):

@@ -252,3 +252,22 @@ def test_mixture_quality_edge_cases():
     for bad in ({"k": 0.0}, {"k": True}, {"min_fraction": 1.5}, {"min_fraction": math.nan}):
         with pytest.raises(ValueError, match="not allowed"):
             mixture_quality(x, ds, **bad)
+
+
+def test_bad_options_and_inputs_are_named() -> None:
+    x, y = torch.randn(30, 2), torch.randn(20, 2)
+    with pytest.raises(ValueError, match=r"unbiased=1 not allowed: must be True or False"):
+        mmd(x, y, unbiased=1)
+    with pytest.raises(ValueError, match=r"max_iter=0 not allowed: must be an integer in \[1"):
+        emd(x, y, max_iter=0)
+    for name, bad in (("rtol", "a"), ("tail", math.nan)):
+        with pytest.raises(ValueError, match=rf"{name}=.* not allowed"):
+            wasserstein1_quantile(lambda u: u, lambda u: u, **{name: bad})
+    with pytest.raises(ValueError, match="data has 0 points"):
+        kde_log_likelihood(x, y[:0])
+    with pytest.raises(ValueError, match="samples have dimension 2 but data have 3"):
+        kde_log_likelihood(x, torch.randn(5, 3))
+    with pytest.raises(ValueError, match="samples has 0 points"):
+        mixture_quality(torch.empty(0, 2), "ring8")
+    with pytest.raises(TypeError, match="samples must be a tensor or array of real numbers"):
+        mixture_quality([["a", "b"]], "ring8")

@@ -288,7 +288,10 @@ class Dataset2D:
         ``-inf`` outside the support (``square``, ``cosine``); ``rings`` is ``+inf`` at the origin,
         where its density has an integrable ``1/|x|`` peak (of height ``~exp(-312)/|x|``).
         """
-        t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+        try:
+            t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"log_prob needs real-valued points of shape (..., 2); got {x!r:.60} ({err})") from None
         if t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"log_prob needs real-valued points; got dtype {t.dtype}")
         t = t.detach().to(torch.float64)

@@ -148,6 +148,9 @@ def chi2_batch_weights(d_fake: Tensor, dim: int | None = None) -> Tensor:
     # the batches along the last axis: (B, n)
     rows = d_fake.flatten().unsqueeze(0) if dim is None else d_fake.movedim(dim, -1)
     v = rows.float() if rows.dtype in (torch.float16, torch.bfloat16) else rows
+    # measured from each batch's largest value (a constant: the weights do not change, nor their
+    # gradients), so that the cumulative sums stay small and a large common offset costs no digits
+    v = v - v.detach().amax(-1, keepdim=True)
     n = v.shape[-1]
     ordered = torch.sort(v, dim=-1, descending=True).values
     k = torch.arange(1, n + 1, dtype=v.dtype, device=v.device)

@@ -51,8 +51,9 @@ SONG_ERMON_BANDWIDTH: float = math.sqrt(2.0)
 _CHUNK_ENTRIES = 1 << 22
 
 
-def _points(name: str, x: Any, *, min_rows: int = 1) -> Tensor:
-    """``x`` as a float64 ``(n, d)`` tensor (a 1-D input is ``(n, 1)``), checked."""
+def _points(name: str, x: Any, *, min_rows: int = 1, finite: bool = True) -> Tensor:
+    """``x`` as a float64 ``(n, d)`` tensor (a 1-D input is ``(n, 1)``), checked (``finite=False``
+    lets nan and inf through)."""
     if isinstance(x, Tensor):
         t = x.detach().cpu()
     else:
@@ -69,9 +70,17 @@ def _points(name: str, x: Any, *, min_rows: int = 1) -> Tensor:
         raise ValueError(f"{name} must have shape (n,) or (n, d); got shape {tuple(t.shape)}")
     if t.shape[0] < min_rows:
         raise ValueError(f"{name} has {t.shape[0]} points; at least {min_rows} needed")
-    if not torch.isfinite(t).all():
+    if finite and not torch.isfinite(t).all():
         raise ValueError(f"{name} contains nan or inf; all values must be finite")
     return t
+
+
+def _named(name: str, value: Any, validate: Any) -> Any:
+    """``validate(value)``, its ``ValueError`` prefixed with ``name=value``."""
+    try:
+        return validate(value)
+    except ValueError as err:
+        raise ValueError(f"{name}={value!r} not allowed: {err}") from None
 
 
 def _pair(x: Any, y: Any, min_rows: int = 1) -> tuple[Tensor, Tensor]:
@@ -112,7 +121,7 @@ def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWI
     ``j = j'`` (needs at least two points in each sample; may be negative). ``x`` is ``(n, d)``,
     ``y`` is ``(m, d)`` (or 1-D); any sizes; the kernel matrices are summed in chunks.
     """
-    unb = boolean(unbiased)
+    unb = _named("unbiased", unbiased, boolean)
     a, b = _pair(x, y, min_rows=2 if unb else 1)
     hs = check_bandwidths(bandwidths)
     n, m = a.shape[0], b.shape[0]
@@ -167,7 +176,11 @@ def kde_log_likelihood(samples: Any, data: Any) -> float:
     Song & Ermon (2020) fit the KDE on 5000 generated samples and report this for 5000 fresh data
     points (higher is better; its negative is their "NLL"). See :func:`kde_log_density`.
     """
-    return float(kde_log_density(samples, data).mean())
+    xs = _points("samples", samples, min_rows=2)
+    ys = _points("data", data)
+    if xs.shape[1] != ys.shape[1]:
+        raise ValueError(f"samples have dimension {xs.shape[1]} but data have {ys.shape[1]}; they must match")
+    return float(kde_log_density(xs, ys).mean())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,7 +200,7 @@ def emd(x: Any, y: Any, *, max_iter: int = 100_000_000) -> float:
     import ot  # imported here: POT takes seconds to import and most users of the metrics never need it
 
     a, b = _pair(x, y)
-    iters = integer_number(max_iter, lo=1)
+    iters = _named("max_iter", max_iter, lambda v: integer_number(v, lo=1))
     cost = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").numpy()  # exact zeros
     wa = np.full(a.shape[0], 1.0 / a.shape[0])
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
@@ -245,8 +258,8 @@ def wasserstein1_quantile(
     float64, and ``torch.distributions.Normal.icdf`` is infinite below ``2^-53``), which changes
     the integral by about ``1e-16`` times the largest quantile used.
     """
-    tol = real_number(rtol)
-    t = real_number(tail)
+    tol = _named("rtol", rtol, real_number)
+    t = _named("tail", tail, real_number)
     if not (0 < tol < 1 and 0 < t < 1e-2):
         raise ValueError(f"need 0 < rtol < 1 and 0 < tail < 1e-2; got rtol={rtol}, tail={tail}")
     exps = np.arange(math.floor(math.log10(t)), -1)
@@ -312,7 +325,7 @@ def mixture_quality(samples: Any, dataset: Any, *, k: float = 3.0, min_fraction:
             f"dataset {getattr(dataset, 'name', dataset)!r} has no modes; give a mixture "
             "(an object whose .modes has means (K, d) and stds (K,), e.g. gan_lib.data.get('grid25'))"
         )
-    x = samples.detach().cpu().to(torch.float64).numpy() if isinstance(samples, Tensor) else np.asarray(samples, dtype=np.float64)
+    x = _points("samples", samples, finite=False).numpy()
     x = np.where(np.isfinite(x), x, np.inf)  # a nan lies within no distance of a mode: low quality
     means = modes.means.numpy() if isinstance(modes.means, Tensor) else np.asarray(modes.means)
     stds = modes.stds.numpy() if isinstance(modes.stds, Tensor) else np.asarray(modes.stds)

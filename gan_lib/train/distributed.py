@@ -76,16 +76,15 @@ def run_grid(
             torch.cuda.set_device(local)
             local_config = dataclasses.replace(config, device=f"cuda:{local}")
         positions = shard(len(members), rank, world)
+        per_member = not (isinstance(data, Mapping) or isinstance(data, torch.Tensor))
+        # checked on every rank, members or not, so that all of them raise instead of some waiting
+        # in the gather below for ranks that raised
+        if per_member and len(data) != len(members):
+            raise ValueError(f"data is a list of {len(data)} tensors for {len(members)} members; give one per member")
         part: EnsembleResult | None = None
         if positions:
             mine = [members[i] for i in positions]
-            if isinstance(data, Mapping) or isinstance(data, torch.Tensor):
-                my_data: Data = data
-            else:
-                if len(data) != len(members):
-                    raise ValueError(f"data is a list of {len(data)} tensors for {len(members)} members; "
-                                     f"give one per member")
-                my_data = [data[i] for i in positions]
+            my_data: Data = [data[i] for i in positions] if per_member else data
             part = train_ensemble(mine, my_data, local_config, progress=progress and rank == 0,
                                   desc=f"rank {rank}")
             part.to("cpu")
