@@ -309,6 +309,13 @@ def test_names_options_and_errors():
     for bad in ("seed", -1, 2**64, 1.5):  # torch's seeds are 64-bit: 2**64 used to fail inside torch
         with pytest.raises(TypeError, match=r"generator=.*an integer seed in \[0, 2\*\*64\)"):
             get("mog").sample(3, generator=bad)
+    class OnCuda(torch.Generator):  # a CUDA generator's device, without needing CUDA
+        @property
+        def device(self) -> torch.device:
+            return torch.device("cuda", 0)
+
+    with pytest.raises(ValueError, match=r"generator is on cuda:0; the 2-D datasets draw on the CPU"):
+        get("mog").sample(3, generator=OnCuda())
     top = get("mog").sample(3, generator=2**64 - 1)
     assert torch.equal(top, get("mog").sample(3, generator=torch.Generator().manual_seed(2**64 - 1)))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):

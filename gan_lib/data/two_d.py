@@ -204,7 +204,14 @@ def _options_text(name: str) -> str:
 
 
 def _generator(generator: Any) -> torch.Generator | None:
-    if generator is None or isinstance(generator, torch.Generator):
+    if generator is None:
+        return generator
+    if isinstance(generator, torch.Generator):
+        if generator.device.type != "cpu":
+            raise ValueError(
+                f"generator is on {generator.device}; the 2-D datasets draw on the CPU: give a CPU "
+                "torch.Generator or a seed, and move the samples with .to(device)"
+            )
         return generator
     try:
         seed = integer_number(generator, lo=0, hi=2**64 - 1)
