@@ -9,6 +9,7 @@ uniforms, and a plain-Python loop over samples and modes (mixture quality).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -271,3 +272,11 @@ def test_bad_options_and_inputs_are_named() -> None:
         mixture_quality(torch.empty(0, 2), "ring8")
     with pytest.raises(TypeError, match="samples must be a tensor or array of real numbers"):
         mixture_quality([["a", "b"]], "ring8")
+
+
+def test_emd_that_stops_early_raises_once_without_pots_warning() -> None:
+    x, y = torch.randn(60, 2, dtype=torch.float64), torch.randn(60, 2, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # POT's own UserWarning would turn into an error here
+        with pytest.raises(RuntimeError, match=r"did not reach the optimum.*max_iter=3"):
+            emd(x, y, max_iter=3)

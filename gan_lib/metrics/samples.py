@@ -19,6 +19,7 @@ mismatched dimensions raise ``ValueError``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -204,7 +205,9 @@ def emd(x: Any, y: Any, *, max_iter: int = 100_000_000) -> float:
     cost = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").numpy()  # exact zeros
     wa = np.full(a.shape[0], 1.0 / a.shape[0])
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
-    value, log = ot.emd2(wa, wb, cost, numItermax=iters, log=True)
+    with warnings.catch_warnings():  # POT also warns when it stops early; the error below says it once
+        warnings.filterwarnings("ignore", message=".*numItermax.*")
+        value, log = ot.emd2(wa, wb, cost, numItermax=iters, log=True)
     if log.get("warning"):
         raise RuntimeError(f"ot.emd2 did not reach the optimum: {log['warning']} (raise max_iter={iters})")
     return float(value)
