@@ -45,6 +45,18 @@ def data() -> torch.Tensor:
     return torch.randn(100, 2, generator=g) * torch.tensor([2.0, 0.5])
 
 
+def torchrun_two_ranks(script: Path, template: str, out: Path, timeout: float) -> None:
+    """Write ``template`` (formatted with this folder and ``out``) to ``script`` and run it under
+    torchrun with two gloo ranks; it must succeed within ``timeout`` seconds."""
+    script.write_text(textwrap.dedent(template.format(tests=str(Path(__file__).parent), out=str(out))))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script)],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_shards_are_strided():
     assert shard(7, 0, 3) == [0, 3, 6] and shard(7, 2, 3) == [2, 5] and shard(2, 2, 3) == []
     with pytest.raises(ValueError, match="rank"):
@@ -64,14 +76,7 @@ def test_without_torchrun_it_is_train_ensemble(monkeypatch):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
 def test_two_gloo_ranks_give_the_single_process_result(tmp_path: Path):
     out = tmp_path / "result.pt"
-    script = tmp_path / "grid.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(Path(__file__).parent), out=str(out))))
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_two_ranks(tmp_path / "grid.py", SCRIPT, out, timeout=120)
     gathered = EnsembleResult.from_state_dict(torch.load(out, weights_only=False))
     torch.set_num_threads(1)
     alone = train_ensemble(MEMBERS, data(), CONFIG, progress=False)
@@ -103,13 +108,6 @@ except ValueError as err:
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
 def test_bad_per_member_data_is_refused_on_every_rank_even_one_without_members(tmp_path: Path):
     # a rank without members used to skip the check and wait in the gather for a rank that had raised
-    script = tmp_path / "bad.py"
-    script.write_text(textwrap.dedent(BAD_DATA_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path))))
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script)],
-        capture_output=True, text=True, env=env, timeout=90,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_two_ranks(tmp_path / "bad.py", BAD_DATA_SCRIPT, tmp_path, timeout=90)
     for rank in ("rank0", "rank1"):
         assert "data is a list of 2 tensors for 1 members" in (tmp_path / rank).read_text()
