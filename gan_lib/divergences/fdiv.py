@@ -351,7 +351,7 @@ _FIXED: dict[str, FDivergence] = {
         ),
         FDivergence(
             name="jensen_shannon",
-            label="Jensen–Shannon",
+            label="Jensen–Shannon (2·JSD)",
             f=lambda u: torch.xlogy(u, u) - (u + 1.0) * torch.log((u + 1.0) / 2.0),
             f_star=lambda t: -torch.log(2.0 - torch.exp(t)),
             activation=lambda v: _LOG2 - exact_softplus(-v),

@@ -377,7 +377,7 @@ exponential = _rule(
     **_STRICTLY_PROPER,
     minimiser_note=(
         "unique: v* = log r, D* = r/(1+r). The loss is unbounded in v; the implementation clamps v "
-        "to +-exp_logit_clamp(dtype) (about 150 in float32), beyond which the gradient is zero."
+        "to |v| ≤ 150 in float32 (1392 in float64), beyond which the gradient is zero."
     ),
 )
 
@@ -402,7 +402,7 @@ misclassification = _rule(
     divergence_tex=r"\int q\,f(p/q) = \mathrm{TV}(P,Q) - 1,\quad \mathrm{TV} = \tfrac12\int|p-q|",
     optimal_logit=None,
     minimiser_note=(
-        "not unique: any v > 0 where r > 1, any v <= 0 where r < 1, anything where r = 1; "
+        "not unique: any v > 0 where r > 1, any v ≤ 0 where r < 1, anything where r = 1; "
         "the 0-1 risk has zero gradient almost everywhere, so it cannot train a network."
     ),
 )
@@ -427,7 +427,7 @@ hinge = _rule(
     optimal_logit=_logit_hinge,
     minimiser_note=(
         "v* = +1 where r > 1, v* = -1 where r < 1 (any v in [-1, 1] at r = 1): the logit is "
-        "clipped, so D/(1-D) = e^{+-1} does not recover r. Not a proper scoring rule."
+        "clipped, so D/(1 − D) = e^{±1} does not recover r. Not a proper scoring rule."
     ),
 )
 
