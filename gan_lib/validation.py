@@ -21,8 +21,11 @@ __all__ = [
     "real_number",
     "alpha_number",
     "integer_number",
+    "SEED_MAX",
+    "seed_number",
     "boolean",
     "one_of",
+    "named",
 ]
 
 #: Orders ``alpha`` with ``|alpha - 1| < ALPHA_ONE_GAP`` (or ``|alpha| < ALPHA_ONE_GAP``) are refused
@@ -74,6 +77,15 @@ def integer_number(value: Any, lo: int | None = None, hi: int | None = None) -> 
     return int(value)
 
 
+#: The largest seed ``torch.Generator.manual_seed`` takes (seeds are unsigned 64-bit integers).
+SEED_MAX: int = 2**64 - 1
+
+
+def seed_number(value: Any) -> int:
+    """Accept an integer seed in ``[0, SEED_MAX]``; return it as ``int``."""
+    return integer_number(value, 0, SEED_MAX)
+
+
 def boolean(value: Any) -> bool:
     """Accept ``True`` or ``False`` only."""
     if not isinstance(value, (bool, np.bool_)):
@@ -92,3 +104,12 @@ def one_of(*choices: Any) -> Callable[[Any], Any]:
 
     check.__doc__ = "one of " + ", ".join(repr(c) for c in choices)
     return check
+
+
+def named(name: str, value: Any, validator: Callable[[Any], Any]) -> Any:
+    """``validator(value)``, its ``ValueError`` prefixed with ``name=value`` (``"seed=-1 not allowed:
+    must be an integer in [0, ...]"``): how callers name the value a validator refuses."""
+    try:
+        return validator(value)
+    except ValueError as err:
+        raise ValueError(f"{name}={value!r} not allowed: {err}") from None

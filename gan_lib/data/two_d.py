@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gan_lib.validation import integer_number, real_number
+from gan_lib.validation import integer_number, real_number, seed_number
 
 __all__ = ["Modes", "Dataset2D", "get", "names_2d"]
 
@@ -214,7 +214,7 @@ def _generator(generator: Any) -> torch.Generator | None:
             )
         return generator
     try:
-        seed = integer_number(generator, lo=0, hi=2**64 - 1)
+        seed = seed_number(generator)
     except ValueError:
         raise TypeError(
             f"generator={generator!r} not allowed: give None (the global RNG), a torch.Generator or an integer seed in [0, 2**64)"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gan_lib.validation import integer_number
+from gan_lib.validation import integer_number, seed_number
 
 from .fdiv import FDivergence, exact_softplus, resolve
 
@@ -371,7 +371,7 @@ def mc_divergence(
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         else:
             try:
-                seed = integer_number(generator, lo=0, hi=2**64 - 1)
+                seed = seed_number(generator)
             except ValueError:
                 raise ValueError(
                     f"generator={generator!r} not allowed: must be a torch.Generator, an integer seed "

@@ -61,7 +61,7 @@ from torch import Tensor, nn
 
 from gan_lib.data.images import ImageSet, default_root, digits, to_uint8
 from gan_lib.files import atomic_open
-from gan_lib.validation import integer_number, real_number
+from gan_lib.validation import integer_number, named, real_number, seed_number
 
 __all__ = [
     "MetricResult",
@@ -148,10 +148,7 @@ def _pair(real: Any, generated: Any, min_rows: int = 2) -> tuple[Tensor, Tensor]
 
 
 def _int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    try:
-        return integer_number(value, lo, hi)
-    except ValueError as err:
-        raise ValueError(f"{name}={value!r} not allowed: {err}") from None
+    return named(name, value, lambda v: integer_number(v, lo, hi))
 
 
 class _Given(nn.Module):
@@ -218,7 +215,7 @@ def kid(
 
     r, g = _pair(real_features, generated_features)
     subsets = _int("subsets", subsets, 1)
-    seed = _int("seed", seed, 0, 2**64 - 1)
+    seed = named("seed", seed, seed_number)
     m = min(r.shape[0], g.shape[0])
     m = m if subset_size is None else min(_int("subset_size", subset_size, 2), m)
     protocol = _protocol(r.shape[0], g.shape[0], reference, extractor, subsets=subsets, subset_size=m, seed=seed, kernel="(x.y/d + 1)^3")
@@ -248,7 +245,7 @@ def inception_score(logits: Any, *, extractor: str, splits: int = 10, seed: int 
 
     z = _features("logits", logits, min_rows=1)
     splits = _int("splits", splits, 1, z.shape[0])
-    seed = _int("seed", seed, 0, 2**64 - 1)
+    seed = named("seed", seed, seed_number)
     protocol = _protocol(0, z.shape[0], "none (IS uses generated images only)", extractor, splits=splits, seed=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_BUFFER_WARNING)
@@ -344,7 +341,7 @@ class ClassifierConfig:
         _int("feature_dim", self.feature_dim, 1, 65536)
         _int("epochs", self.epochs, 1)
         _int("batch_size", self.batch_size, 1)
-        _int("seed", self.seed, 0, 2**64 - 1)
+        named("seed", self.seed, seed_number)
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             try:

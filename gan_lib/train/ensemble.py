@@ -69,7 +69,7 @@ from tqdm import tqdm
 from gan_lib import losses as _losses
 from gan_lib.losses.registry import LossTerms
 from gan_lib.nets import BatchedMLP
-from gan_lib.validation import integer_number, is_integer, is_real, one_of, real_number
+from gan_lib.validation import integer_number, is_integer, is_real, named, one_of, real_number, seed_number
 
 __all__ = [
     "REGULARISERS",
@@ -137,13 +137,13 @@ class MemberSpec:
         _losses.get(self.loss, **dict(self.loss_options))  # unknown name / option -> ValueError naming it
         if not is_integer(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed={self.seed!r} must be an integer with 0 <= seed < 2**63")
-        _check("regulariser", self.regulariser, one_of(*REGULARISERS))
-        _check("reg_weight", self.reg_weight, real_number)
+        named("regulariser", self.regulariser, one_of(*REGULARISERS))
+        named("reg_weight", self.reg_weight, real_number)
         if self.reg_weight < 0:
             raise ValueError(f"reg_weight={self.reg_weight!r} must be >= 0")
         for name in ("clip", "lr_d", "lr_g"):
             value = getattr(self, name)
-            _check(name, value, real_number)
+            named(name, value, real_number)
             if not value > 0:
                 raise ValueError(f"{name}={value!r} must be > 0")
         if self.dataset is not None and not isinstance(self.dataset, str):
@@ -190,16 +190,16 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         for name, lo in (("batch_size", 1), ("n_critic", 1), ("width", 1), ("depth", 1), ("z_dim", 1),
                          ("log_every", 1)):
-            _check(name, getattr(self, name), lambda v, lo=lo: integer_number(v, lo))
-        _check("optimiser", self.optimiser, one_of(*OPTIMISERS))
-        _check("dtype", self.dtype, one_of("float32", "float64"))
+            named(name, getattr(self, name), lambda v, lo=lo: integer_number(v, lo))
+        named("optimiser", self.optimiser, one_of(*OPTIMISERS))
+        named("dtype", self.dtype, one_of("float32", "float64"))
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(
                 f"give exactly one of epochs and steps; got epochs={self.epochs!r}, steps={self.steps!r}"
             )
         for name in ("epochs", "steps"):
             if getattr(self, name) is not None:
-                _check(name, getattr(self, name), lambda v: integer_number(v, 1))
+                named(name, getattr(self, name), lambda v: integer_number(v, 1))
         betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
         if len(betas) != 2 or not all(is_real(b) and 0 <= b < 1 for b in betas):
             raise ValueError(f"betas={self.betas!r} must be two real numbers in [0, 1)")
@@ -213,13 +213,6 @@ class EnsembleConfig:
         if self.steps is not None:
             return int(self.steps)
         return int(self.epochs) * math.ceil(n_points / self.batch_size)  # type: ignore[arg-type]
-
-
-def _check(name: str, value: Any, validator: Any) -> Any:
-    try:
-        return validator(value)
-    except ValueError as err:
-        raise ValueError(f"{name}={value!r} is invalid: {err}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -399,7 +392,7 @@ class EnsembleResult:
         ``step``: sample the generators as they were after that generator step (one of
         :attr:`snapshots`, or :attr:`steps` for the final ones); ``None`` = the final generators.
         """
-        _check("n", n, lambda v: integer_number(v, 1))
+        named("n", n, lambda v: integer_number(v, 1))
         net = self.generator
         if step is not None and step != self.steps:
             if step not in self.snapshots:
@@ -407,7 +400,7 @@ class EnsembleResult:
             net = self.snapshots[step]
         dev = self.generator.weights[0].device
         if generator is None:
-            _check("seed", seed, lambda v: integer_number(v, 0, 2**64 - 1))
+            named("seed", seed, seed_number)
             generator = torch.Generator(device=dev).manual_seed(int(seed))  # type: ignore[arg-type]
         z = torch.randn(n, self.config.z_dim, generator=generator, device=dev, dtype=self.generator.weights[0].dtype)
         return net(z)
@@ -818,7 +811,7 @@ def train_ensemble(
     if isinstance(snapshot_steps, (str, bytes)) or not isinstance(snapshot_steps, Sequence):
         raise TypeError(f"snapshot_steps={snapshot_steps!r} must be a sequence of generator steps")
     for s in snapshot_steps:
-        _check("snapshot step", s, lambda v: integer_number(v, 1, total))
+        named("snapshot step", s, lambda v: integer_number(v, 1, total))
     keep = {int(s) for s in snapshot_steps}
     snapshots: dict[int, BatchedMLP] = {}
     bsz, z_dim = config.batch_size, config.z_dim
