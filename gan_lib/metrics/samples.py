@@ -28,7 +28,7 @@ from torch import Tensor
 
 from gan_lib.divergences.quadrature import adaptive_integrate
 from gan_lib.losses.mmd import check_bandwidths, gaussian_kernel
-from gan_lib.validation import boolean, integer_number, is_real, real_number
+from gan_lib.validation import boolean, integer_number, is_real, named, real_number
 
 from .coverage import mode_coverage
 
@@ -76,14 +76,6 @@ def _points(name: str, x: Any, *, min_rows: int = 1, finite: bool = True) -> Ten
     return t
 
 
-def _named(name: str, value: Any, validate: Any) -> Any:
-    """``validate(value)``, its ``ValueError`` prefixed with ``name=value``."""
-    try:
-        return validate(value)
-    except ValueError as err:
-        raise ValueError(f"{name}={value!r} not allowed: {err}") from None
-
-
 def _pair(x: Any, y: Any, min_rows: int = 1) -> tuple[Tensor, Tensor]:
     a, b = _points("x", x, min_rows=min_rows), _points("y", y, min_rows=min_rows)
     if a.shape[1] != b.shape[1]:
@@ -122,7 +114,7 @@ def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWI
     ``j = j'`` (needs at least two points in each sample; may be negative). ``x`` is ``(n, d)``,
     ``y`` is ``(m, d)`` (or 1-D); any sizes; the kernel matrices are summed in chunks.
     """
-    unb = _named("unbiased", unbiased, boolean)
+    unb = named("unbiased", unbiased, boolean)
     a, b = _pair(x, y, min_rows=2 if unb else 1)
     hs = check_bandwidths(bandwidths)
     n, m = a.shape[0], b.shape[0]
@@ -139,6 +131,15 @@ def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWI
 # ------------------------------------------------------------------------------------------------
 
 
+def _kde_inputs(samples: Any, points: Any, points_name: str) -> tuple[Tensor, Tensor]:
+    """``samples`` and the evaluation points checked, the points under the caller's name for them."""
+    xs = _points("samples", samples, min_rows=2)
+    ys = _points(points_name, points)
+    if xs.shape[1] != ys.shape[1]:
+        raise ValueError(f"samples have dimension {xs.shape[1]} but {points_name} have {ys.shape[1]}; they must match")
+    return xs, ys
+
+
 def kde_log_density(samples: Any, points: Any) -> Tensor:
     r"""Log-density at ``points`` of a Gaussian KDE fitted on ``samples`` (float64 tensor, ``(m,)``).
 
@@ -148,10 +149,10 @@ def kde_log_density(samples: Any, points: Any) -> Tensor:
     torch with a Cholesky whitening and a chunked log-sum-exp. ``samples`` is ``(n, d)`` with
     ``n > d`` and a non-singular covariance; ``points`` is ``(m, d)``.
     """
-    xs = _points("samples", samples, min_rows=2)
-    ys = _points("points", points)
-    if xs.shape[1] != ys.shape[1]:
-        raise ValueError(f"samples have dimension {xs.shape[1]} but points have {ys.shape[1]}; they must match")
+    return _kde_log_density(*_kde_inputs(samples, points, "points"))
+
+
+def _kde_log_density(xs: Tensor, ys: Tensor) -> Tensor:
     n, d = xs.shape
     centred = xs - xs.mean(0)
     cov = centred.T @ centred / (n - 1) * n ** (-2.0 / (d + 4))
@@ -177,11 +178,7 @@ def kde_log_likelihood(samples: Any, data: Any) -> float:
     Song & Ermon (2020) fit the KDE on 5000 generated samples and report this for 5000 fresh data
     points (higher is better; its negative is their "NLL"). See :func:`kde_log_density`.
     """
-    xs = _points("samples", samples, min_rows=2)
-    ys = _points("data", data)
-    if xs.shape[1] != ys.shape[1]:
-        raise ValueError(f"samples have dimension {xs.shape[1]} but data have {ys.shape[1]}; they must match")
-    return float(kde_log_density(xs, ys).mean())
+    return float(_kde_log_density(*_kde_inputs(samples, data, "data")).mean())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,7 +198,7 @@ def emd(x: Any, y: Any, *, max_iter: int = 100_000_000) -> float:
     import ot  # imported here: POT takes seconds to import and most users of the metrics never need it
 
     a, b = _pair(x, y)
-    iters = _named("max_iter", max_iter, lambda v: integer_number(v, lo=1))
+    iters = named("max_iter", max_iter, lambda v: integer_number(v, lo=1))
     cost = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").numpy()  # exact zeros
     wa = np.full(a.shape[0], 1.0 / a.shape[0])
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
@@ -261,8 +258,8 @@ def wasserstein1_quantile(
     float64, and ``torch.distributions.Normal.icdf`` is infinite below ``2^-53``), which changes
     the integral by about ``1e-16`` times the largest quantile used.
     """
-    tol = _named("rtol", rtol, real_number)
-    t = _named("tail", tail, real_number)
+    tol = named("rtol", rtol, real_number)
+    t = named("tail", tail, real_number)
     if not (0 < tol < 1 and 0 < t < 1e-2):
         raise ValueError(f"need 0 < rtol < 1 and 0 < tail < 1e-2; got rtol={rtol}, tail={tail}")
     exps = np.arange(math.floor(math.log10(t)), -1)
