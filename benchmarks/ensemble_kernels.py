@@ -1,0 +1,90 @@
+"""Kernels per generator step: one member trained alone against the whole grid trained as one ensemble.
+
+On a GPU, small models are launch-bound: a step costs about one launch per operator, whatever the
+operator's size. This script counts the operators (``aten`` calls other than views, which launch
+nothing) that one generator step of ``train_ensemble`` dispatches, for each member of
+``benchmarks/ensemble.py``'s grid trained alone and for the grid trained as one ensemble, on the
+CPU, and prints the speed-up that launch-bound execution would predict:
+``K * mean(alone) / ensemble``. It is a projection for the GPU target of ``ensemble.py``, not a
+measurement of it. Steps are counted as the difference between a run of ``--steps`` and one of half
+as many, so the set-up of a run cancels out.
+
+    python benchmarks/ensemble_kernels.py [--seeds 5] [--steps 4] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ensemble as bench  # noqa: E402  (the grid, data and sizes of the speed benchmark)
+
+from gan_lib.files import write_json  # noqa: E402
+from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble  # noqa: E402
+
+_VIEWS = ("view", "unsqueeze", "expand", "transpose", "select", "slice", "detach", "squeeze", "t.default",
+          "alias", "as_strided", "unbind", "split", "permute", "_unsafe_view", "movedim")
+
+
+class _Count(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def kernels_per_step(members: list[MemberSpec], x: torch.Tensor, steps: int) -> float:
+    """Non-view operators per generator step of ``train_ensemble(members, x, ...)``."""
+    counts = []
+    for s in (steps // 2, steps):
+        cfg = EnsembleConfig(steps=s, batch_size=bench.BATCH, n_critic=bench.N_CRITIC, optimiser="rmsprop",
+                             width=bench.WIDTH, depth=bench.DEPTH, z_dim=bench.Z_DIM, log_every=s)
+        mode = _Count()
+        with mode:
+            train_ensemble(members, x, cfg, progress=False)
+        counts.append(sum(n for op, n in mode.ops.items() if not any(v in op for v in _VIEWS)))
+    return (counts[1] - counts[0]) / (steps - steps // 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per loss (default 5: the 40-member grid)")
+    parser.add_argument("--steps", type=int, default=4, help="generator steps counted, even, >= 2 (default 4)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the counts to this JSON file")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds={args.seeds} must be >= 1")
+    if args.steps < 2 or args.steps % 2:
+        parser.error(f"--steps={args.steps} must be an even number >= 2")
+    torch.set_num_threads(1)
+    x = bench.training_data()
+    members = bench.grid(args.seeds)
+    alone = {loss: kernels_per_step([next(m for m in members if m.loss == loss)], x, args.steps)
+             for loss in bench.LOSSES}  # the seed does not change the count
+    together = kernels_per_step(members, x, args.steps)
+    projected = len(members) * statistics.mean(alone.values()) / together
+    for loss, n in alone.items():
+        print(f"{loss:>16s} alone: {n:7.0f} kernels per generator step")
+    print(f"{len(members):>10d} members as one ensemble: {together:7.0f} kernels per generator step")
+    print(f"launch-bound projection of the speed-up: {projected:.1f}x (K x mean alone / ensemble)")
+    if args.out is not None:
+        write_json(args.out, {"command": " ".join(["python", "benchmarks/ensemble_kernels.py", *sys.argv[1:]]),
+                              "members": len(members), "alone": alone, "ensemble": together,
+                              "projected_speedup": projected, "torch": torch.__version__})
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""``benchmarks/ensemble_kernels.py``: its kernel count against what the ensemble's structure predicts,
+and the script as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import ensemble as bench  # noqa: E402
+import ensemble_kernels as kernels  # noqa: E402
+
+
+def test_each_extra_member_adds_only_its_own_noise_draws():
+    # everything else is batched over the members: one more seed per loss (8 more members) adds, per
+    # generator step, one normal_ draw per member for each of the 5 critic steps and the generator step
+    torch.set_num_threads(1)
+    x = bench.training_data()
+    one, two = (kernels.kernels_per_step(bench.grid(s), x, 2) for s in (1, 2))
+    assert two - one == len(bench.LOSSES) * (bench.N_CRITIC + 1)
+    alone = kernels.kernels_per_step(bench.grid(1)[:1], x, 2)
+    assert 0 < alone < one  # the 8 loss groups cost kernels of their own
+
+
+def test_script_writes_its_record(tmp_path):
+    out = tmp_path / "kernels.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "ensemble_kernels.py"), "--seeds", "1", "--steps", "2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["members"] == len(bench.LOSSES) and set(record["alone"]) == set(bench.LOSSES)
+    mean_alone = sum(record["alone"].values()) / len(record["alone"])
+    assert abs(record["projected_speedup"] - record["members"] * mean_alone / record["ensemble"]) < 1e-9
+    bad = subprocess.run([sys.executable, str(BENCH / "ensemble_kernels.py"), "--steps", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--steps=3 must be an even number >= 2" in bad.stderr
