@@ -37,8 +37,9 @@ first calls :func:`gan_lib.train.retain_freed_memory`, for the whole run (all th
 peaks): freed activations are reused instead of faulting in fresh pages every step;
 ``--malloc default`` leaves glibc's allocator as it is. ``--device cuda`` runs all three ways and
 the peaks on a GPU (``--threads`` then only sets the CPU threads, default 1), synchronising the
-device before every clock is read; the per-member noise is still drawn from each member's CPU
-generator, as on the CPU, so the members follow the same trajectories there too.
+device before every clock is read; the training draws (batch orders and noise) are made on the
+GPU, from a generator there seeded with the member's seed (``train_ensemble`` and the plain loop
+alike), so that no draw waits for a copy from the host.
 """
 
 from __future__ import annotations
@@ -94,9 +95,10 @@ def matmul_flops(steps: int, n_points: int) -> float:
 
 def plain_loop(spec: MemberSpec, x: torch.Tensor, steps: int) -> None:
     """One model, written the ordinary way: nn.Linear, torch's spectral_norm, torch.optim.RMSprop,
-    on ``x``'s device (its random numbers drawn on the CPU, as ``train_ensemble`` draws them)."""
+    on ``x``'s device (its random numbers drawn there, from a generator seeded with the member's
+    seed, as ``train_ensemble`` draws them)."""
     device = x.device
-    gen = torch.Generator().manual_seed(spec.seed)
+    gen = torch.Generator(device=device).manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
 
     def mlp(dims: list[int], sn: bool) -> nn.Sequential:
@@ -115,7 +117,7 @@ def plain_loop(spec: MemberSpec, x: torch.Tensor, steps: int) -> None:
     opt_g = torch.optim.RMSprop(G.parameters(), lr=spec.lr_g)
     step = 0
     while step < steps:
-        xe = x[torch.randperm(x.shape[0], generator=gen).to(device)]
+        xe = x[torch.randperm(x.shape[0], generator=gen, device=device)]
         for begin in range(0, x.shape[0], BATCH):
             if step >= steps:
                 break
@@ -123,13 +125,13 @@ def plain_loop(spec: MemberSpec, x: torch.Tensor, steps: int) -> None:
             n = real.shape[0]
             for _ in range(N_CRITIC):
                 with torch.no_grad():
-                    fake = G(torch.randn(n, Z_DIM, generator=gen).to(device))
+                    fake = G(torch.randn(n, Z_DIM, generator=gen, device=device))
                 out = D(torch.cat([real, fake]))
                 d_loss = loss.discriminator(out[:n], out[n:])
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
-            d_fake = D(G(torch.randn(n, Z_DIM, generator=gen).to(device)))
+            d_fake = D(G(torch.randn(n, Z_DIM, generator=gen, device=device)))
             if loss.requires_real_in_generator:
                 with torch.no_grad():
                     d_real = D(real)

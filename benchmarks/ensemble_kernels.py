@@ -44,8 +44,8 @@ class _Count(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def kernels_per_step(members: list[MemberSpec], x: torch.Tensor, steps: int) -> float:
-    """Non-view operators per generator step of ``train_ensemble(members, x, ...)``."""
+def ops_per_step(members: list[MemberSpec], x: torch.Tensor, steps: int) -> dict[str, float]:
+    """Calls of each non-view operator per generator step of ``train_ensemble(members, x, ...)``."""
     counts = []
     for s in (steps // 2, steps):
         cfg = EnsembleConfig(steps=s, batch_size=bench.BATCH, n_critic=bench.N_CRITIC, optimiser="rmsprop",
@@ -53,8 +53,15 @@ def kernels_per_step(members: list[MemberSpec], x: torch.Tensor, steps: int) -> 
         mode = _Count()
         with mode:
             train_ensemble(members, x, cfg, progress=False)
-        counts.append(sum(n for op, n in mode.ops.items() if not any(v in op for v in _VIEWS)))
-    return (counts[1] - counts[0]) / (steps - steps // 2)
+        counts.append(Counter({op: n for op, n in mode.ops.items() if not any(v in op for v in _VIEWS)}))
+    # operators of the set-up only (zero per step) left out; a fraction would show an uneven step
+    per_step = {op: (counts[1][op] - counts[0][op]) / (steps - steps // 2) for op in counts[1]}
+    return {op: n for op, n in per_step.items() if n}
+
+
+def kernels_per_step(members: list[MemberSpec], x: torch.Tensor, steps: int) -> float:
+    """Non-view operators per generator step of ``train_ensemble(members, x, ...)``."""
+    return float(sum(ops_per_step(members, x, steps).values()))
 
 
 def main(argv: list[str] | None = None) -> int:

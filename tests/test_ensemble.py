@@ -110,9 +110,12 @@ def reference_run(spec: MemberSpec, x: torch.Tensor, cfg: EnsembleConfig) -> dic
                 break
             real = x_epoch[begin:begin + cfg.batch_size]
             n = real.shape[0]
-            for _ in range(cfg.n_critic):
-                z = torch.randn(n, cfg.z_dim, generator=gen, dtype=dtype)
-                eps = torch.rand(n, 1, generator=gen, dtype=dtype) if spec.regulariser == "gp" else None
+            # a generator step's noise in one draw: the critic steps' z, the generator's z, the gp's weights
+            z_all = torch.randn(cfg.n_critic + 1, n, cfg.z_dim, generator=gen, dtype=dtype)
+            eps_all = torch.rand(cfg.n_critic, n, 1, generator=gen, dtype=dtype) if spec.regulariser == "gp" else None
+            for j in range(cfg.n_critic):
+                z = z_all[j]
+                eps = eps_all[j] if eps_all is not None else None
                 with torch.no_grad():
                     fake = G(z)
                 out = D(torch.cat([real, fake]))
@@ -133,8 +136,7 @@ def reference_run(spec: MemberSpec, x: torch.Tensor, cfg: EnsembleConfig) -> dic
                     with torch.no_grad():
                         for p in D.parameters():
                             p.clamp_(-spec.clip, spec.clip)
-            z = torch.randn(n, cfg.z_dim, generator=gen, dtype=dtype)
-            fake = G(z)
+            fake = G(z_all[cfg.n_critic])
             if loss.requires_real_in_generator:
                 with parametrize.cached():  # one power iteration for both evaluations
                     with torch.no_grad():
@@ -386,3 +388,16 @@ def test_a_batch_statistic_loss_without_a_row_form_still_follows_its_loop():
         check_against_reference(train_ensemble(specs, DATA, cfg, progress=False), specs, DATA, cfg, tol=2e-9)
     finally:
         del registry._SPECS[name]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_noise_draw_per_generator_step_is_the_per_step_draws_when_n_z_is_a_multiple_of_16(dtype):
+    # the module docstring's claim: randn(n_critic + 1, n, z) in one call gives the numbers that
+    # n_critic + 1 calls of randn(n, z) give, when n * z is a multiple of 16 (torch's block of normals)
+    for n, z in [(256, 2), (136, 2), (8, 2), (100, 4)]:
+        one = torch.randn(6, n, z, generator=torch.Generator().manual_seed(3), dtype=dtype)
+        g = torch.Generator().manual_seed(3)
+        assert torch.equal(one, torch.stack([torch.randn(n, z, generator=g, dtype=dtype) for _ in range(6)]))
+    one = torch.randn(6, 5, 3, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    g = torch.Generator().manual_seed(3)
+    assert not torch.equal(one, torch.stack([torch.randn(5, 3, generator=g, dtype=dtype) for _ in range(6)]))

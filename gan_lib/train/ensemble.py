@@ -32,8 +32,10 @@ Reproducibility: every random draw of member ``k`` comes from its own ``torch.Ge
 with its ``seed``, in this order: the generator's layers (weight then bias, as ``nn.Linear`` draws
 them: uniform in ``+-1/sqrt(fan_in)``), the critic's layers, the spectral-norm vectors (per layer
 ``u`` then ``v``, standard normal, normalised; 15 power iterations follow the cast to ``dtype``); then, per epoch, one
-``randperm(N)``; per critic step ``randn(n, z)`` (and ``rand(n, 1)`` for ``"gp"``); per generator
-step ``randn(n, z)``. A member's trajectory therefore does not depend on which members share the
+``randperm(N)``; per generator step ``randn(n_critic + 1, n, z)`` (slice ``j`` the noise of critic
+step ``j``, the last the generator's), then for ``"gp"`` ``rand(n_critic, n, 1)``. On the CPU the
+noise is the same as ``n_critic + 1`` draws of ``randn(n, z)`` when ``n * z`` is a multiple of 16
+(torch fills normals in blocks of 16). A member's trajectory therefore does not depend on which members share the
 ensemble: training it alone, or in any other company, gives the same numbers (up to float rounding
 of the batched products).
 
@@ -381,7 +383,7 @@ class EnsembleResult:
     def critic_weights(self) -> list[Tensor]:
         """Critic weights as the members use them (copies): divided by ``sigma`` for spectral-norm members."""
         weights = [w.detach().clone() for w in self.critic.weights]
-        return _effective_weights(weights, self.sn_u, self.sn_v, self.spectral, power_iteration=False)
+        return _effective_weights(weights, self.sn_u, self.sn_v, self.spectral.tolist(), power_iteration=False)
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = 0, generator: torch.Generator | None = None,
@@ -564,19 +566,25 @@ def _power_iteration_(w: Tensor, u: Tensor, v: Tensor, iterations: int = 1) -> N
         v.copy_(_normalise(torch.bmm(u.unsqueeze(1), w.transpose(1, 2)).squeeze(1)))
 
 
-def _effective_weights(weights: list[Tensor], sn_u: list[Tensor], sn_v: list[Tensor], spectral: Tensor,
-                       power_iteration: bool) -> list[Tensor]:
-    """``W / sigma(W)`` for spectral-norm members, ``W`` for the others; ``sigma = u^T W v``."""
-    if not sn_u or not bool(spectral.any()):
+def _effective_weights(weights: list[Tensor], sn_u: list[Tensor], sn_v: list[Tensor], spectral: Sequence[bool],
+                       power_iteration: bool, mask: Tensor | None = None) -> list[Tensor]:
+    """``W / sigma(W)`` for spectral-norm members, ``W`` for the others; ``sigma = u^T W v``.
+
+    ``spectral``: one Python boolean per member, so that choosing the path reads nothing back from
+    the device (on a GPU, ``bool(tensor)`` waits for all the work queued before it). ``mask``: the
+    same booleans as a ``(K, 1, 1)`` tensor on the weights' device, when the caller keeps one.
+    """
+    if not sn_u or not any(spectral):
         return weights
+    everyone = all(spectral)
+    if not everyone and mask is None:
+        mask = torch.tensor(list(spectral), device=weights[0].device).view(-1, 1, 1)
     out = []
-    mask = spectral.to(weights[0].device).view(-1, 1, 1)
-    everyone = bool(spectral.all())
     for w, u, v in zip(weights, sn_u, sn_v):
         if power_iteration:
             _power_iteration_(w.detach(), u, v)
         sigma = (torch.bmm(v.unsqueeze(1), w) * u.unsqueeze(1)).sum(-1, keepdim=True)  # (K, 1, 1) = u^T W v
-        out.append(w / (sigma if everyone else torch.where(mask, sigma, torch.ones_like(sigma))))
+        out.append(w / (sigma if everyone else torch.where(mask, sigma, torch.ones_like(sigma))))  # type: ignore[arg-type]
     return out
 
 
@@ -828,8 +836,9 @@ def train_ensemble(
         _power_iteration_(critic.weights[layer].detach(), sn_u[layer], sn_v[layer], _SN_INIT_ITERATIONS)
 
     regs = [m.regulariser for m in members]
-    spectral = torch.tensor([r == "spectral_norm" for r in regs], device=device)
-    any_sn = bool(spectral.any())
+    spectral = [r == "spectral_norm" for r in regs]  # Python booleans: no device sync to decide on them
+    any_sn = any(spectral)
+    sn_mask = None if all(spectral) or not any_sn else torch.tensor(spectral, device=device).view(-1, 1, 1)
     gp_pos = [i for i, r in enumerate(regs) if r == "gp"]
     r1_pos = [i for i, r in enumerate(regs) if r == "r1"]
     pen_pos = gp_pos + r1_pos
@@ -860,7 +869,7 @@ def train_ensemble(
     def d_forward(x: Tensor, power_iteration: bool) -> Tensor:
         if not any_sn:
             return critic(x)
-        w = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, power_iteration)
+        w = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, power_iteration, sn_mask)
         return functional_call(critic, _param_dict(w, list(critic.biases)), (x,))
 
     def losses_of(vectors: list[Tensor]) -> Tensor:
@@ -886,10 +895,14 @@ def train_ensemble(
                     break
                 x_real = x_epoch[:, begin:begin + bsz].contiguous()
                 n = x_real.shape[1]
+                # the generator step's noise, one draw per member (on a GPU one launch each, not
+                # n_critic + 1): the critic steps' z, the generator's z, then the gp's mixing weights
+                z_all = _draw(gens, (config.n_critic + 1, n, z_dim), x_all)
+                eps_all = _draw(gp_gens, (config.n_critic, n, 1), x_all, uniform=True) if n_gp else None
                 # ---- critic steps
-                for _ in range(config.n_critic):
-                    z = _draw(gens, (n, z_dim), x_all)
-                    eps = _draw(gp_gens, (n, 1), x_all, uniform=True) if n_gp else None
+                for j in range(config.n_critic):
+                    z = z_all[:, j]
+                    eps = eps_all[:, j] if eps_all is not None else None
                     with torch.no_grad():
                         x_fake = generator(z)
                     out = d_forward(torch.cat([x_real, x_fake], dim=1), power_iteration=True)
@@ -921,10 +934,9 @@ def train_ensemble(
                                 bound = clip_bound.view(-1, *([1] * (p.ndim - 1)))
                                 p.clamp_(-bound, bound)
                 # ---- generator step (the critic's weights are constants here)
-                z = _draw(gens, (n, z_dim), x_all)
-                fake = generator(z)
+                fake = generator(z_all[:, config.n_critic])
                 with torch.no_grad():
-                    w_now = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, True) if any_sn else None
+                    w_now = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, True, sn_mask) if any_sn else None
                 # the critic's parameters are constants here: detached, so that no gradient of theirs is formed
                 d_fake = functional_call(critic, _param_dict([w.detach() for w in (w_now or critic.weights)],
                                                              [b.detach() for b in critic.biases]), (fake,))
