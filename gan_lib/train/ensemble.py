@@ -42,7 +42,8 @@ of the batched products).
 Losses whose terms share batch statistics (``kl_hinge``, ``chi2_hinge``, ``ragan``) are evaluated
 once per group of members that share them, mapped over the members' ``(n,)`` rows of the group's
 ``(K_g, n)`` outputs with ``torch.func.vmap`` (the same values as member by member, in one call);
-every other loss once per group on the ``(K_g, n)`` outputs with ``reduction="none"``.
+every other loss once per group on the ``(K_g, n)`` outputs with ``reduction="none"``, and the
+per-sample terms of all those groups averaged together (one mean per term for the ensemble).
 
 >>> members = [MemberSpec(loss, seed=s, regulariser="spectral_norm")
 ...            for loss in ("hinge", "kl_hinge") for s in range(4)]
@@ -631,21 +632,48 @@ class _LossGroup:
                 return values
         return torch.stack([fn(*(a[j] for a in args)) for j in range(len(self.positions))])
 
-    def discriminator(self, dr: Tensor, df: Tensor) -> Tensor:
-        """``(K_g,)`` losses of the group's members from their ``(K_g, n)`` critic outputs."""
+    def discriminator(self, dr: Tensor, df: Tensor) -> Tensor | tuple[Tensor, ...]:
+        """The group's members' losses from their ``(K_g, n)`` critic outputs: ``(K_g,)`` values, or
+        per-sample terms ``(real, fake)``, each ``(K_g, n)``, whose row means add up to them
+        (:func:`_reduce_groups` takes the means of all groups at once)."""
         if self.per_member:
             return self._batched("discriminator", dr, df)
         terms = self.loss.discriminator(dr, df, reduction="none")
         if isinstance(terms, LossTerms):
-            return terms.real.mean(-1) + terms.fake.mean(-1)
+            return (terms.real, terms.fake)
         return terms.mean(-1)
 
-    def generator(self, df: Tensor, dr: Tensor | None) -> Tensor:
-        """``(K_g,)`` losses of the group's members (``dr``: outputs on real data, or ``None``)."""
+    def generator(self, df: Tensor, dr: Tensor | None) -> Tensor | tuple[Tensor, ...]:
+        """The group's members' losses (``dr``: outputs on real data, or ``None``): ``(K_g,)`` values,
+        or the ``(K_g, n)`` per-sample terms whose row means they are, as a 1-tuple."""
         rel = self.loss.requires_real_in_generator
         if self.per_member:
             return self._batched("generator", df, dr if rel else None)
-        return self.loss.generator(df, dr if rel else None, reduction="none").mean(-1)
+        return (self.loss.generator(df, dr if rel else None, reduction="none"),)
+
+
+def _reduce_groups(parts: Sequence[Tensor | tuple[Tensor, ...]]) -> Tensor:
+    """The members' losses in the groups' order, from what each :class:`_LossGroup` gave.
+
+    A group gives ``(K_g,)`` values or a tuple of per-sample terms, each ``(K_g, n)``, whose row means
+    add up to its values. The terms of all such groups are joined and averaged at once: one mean per
+    term for the whole ensemble (and one in the backward pass) instead of one per group, which on a
+    GPU is one launch instead of one per loss. Row means do not depend on the company of the row.
+    """
+    termed = [p for p in parts if isinstance(p, tuple)]
+    if not termed:
+        return torch.cat(parts) if len(parts) > 1 else parts[0]  # type: ignore[arg-type]
+
+    def joined(i: int) -> Tensor:
+        return torch.cat([t[i] for t in termed]) if len(termed) > 1 else termed[0][i]
+
+    means = joined(0).mean(-1)
+    for i in range(1, len(termed[0])):
+        means = means + joined(i).mean(-1)
+    if len(termed) == len(parts):
+        return means
+    pieces = iter(means.split([t[0].shape[0] for t in termed]))
+    return torch.cat([next(pieces) if isinstance(p, tuple) else p for p in parts])
 
 
 def _group_losses(members: Sequence[MemberSpec]) -> list[_LossGroup]:
@@ -872,9 +900,6 @@ def train_ensemble(
         w = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, power_iteration, sn_mask)
         return functional_call(critic, _param_dict(w, list(critic.biases)), (x,))
 
-    def losses_of(vectors: list[Tensor]) -> Tensor:
-        return torch.cat(vectors) if len(vectors) > 1 else vectors[0]
-
     log_steps: list[int] = []
     log_d: list[Tensor] = []
     log_g: list[Tensor] = []
@@ -906,7 +931,7 @@ def train_ensemble(
                     with torch.no_grad():
                         x_fake = generator(z)
                     out = d_forward(torch.cat([x_real, x_fake], dim=1), power_iteration=True)
-                    d_vec = losses_of([g.discriminator(dr, df) for g, dr, df in
+                    d_vec = _reduce_groups([g.discriminator(dr, df) for g, dr, df in
                                        zip(groups, split_groups(out[:, :n]), split_groups(out[:, n:]))])
                     d_total = d_vec.sum()
                     pen_vec = None
@@ -947,7 +972,7 @@ def train_ensemble(
                         d_real_g[rel_subset.index] = rel_subset(
                             list(critic.weights) if w_now is None else w_now, list(critic.biases),
                             rel_subset.take(x_real))
-                g_vec = losses_of([g.generator(df, dr) for g, df, dr in
+                g_vec = _reduce_groups([g.generator(df, dr) for g, df, dr in
                                    zip(groups, split_groups(d_fake), split_groups(d_real_g))])
                 grads = torch.autograd.grad(g_vec.sum(), g_params)
                 opt_g.step(grads)
