@@ -5,7 +5,8 @@ operator's size. This script counts the operators (``aten`` calls other than vie
 nothing) that one generator step of ``train_ensemble`` dispatches, for each member of
 ``benchmarks/ensemble.py``'s grid trained alone and for the grid trained as one ensemble, on the
 CPU, and prints the speed-up that launch-bound execution would predict:
-``K * mean(alone) / ensemble``. It is a projection for the GPU target of ``ensemble.py``, not a
+``K * mean(alone) / ensemble``; and, to show what the grid's eight losses add, the same for the
+same members all given the grid's first loss. It is a projection for the GPU target of ``ensemble.py``, not a
 measurement of it. Steps are counted as the difference between a run of ``--steps`` and one of half
 as many, so the set-up of a run cancels out.
 
@@ -79,16 +80,28 @@ def main(argv: list[str] | None = None) -> int:
     members = bench.grid(args.seeds)
     alone = {loss: kernels_per_step([next(m for m in members if m.loss == loss)], x, args.steps)
              for loss in bench.LOSSES}  # the seed does not change the count
-    together = kernels_per_step(members, x, args.steps)
+    ops = ops_per_step(members, x, args.steps)
+    together = sum(ops.values())
     projected = len(members) * statistics.mean(alone.values()) / together
+    # the same members with one loss for all: what the eight loss groups add
+    first = bench.LOSSES[0]
+    same = [MemberSpec(first, seed=m.seed, regulariser=m.regulariser, lr_d=m.lr_d, lr_g=m.lr_g) for m in members]
+    one_loss = kernels_per_step(same, x, args.steps)
+    projected_one_loss = len(members) * alone[first] / one_loss
     for loss, n in alone.items():
         print(f"{loss:>16s} alone: {n:7.0f} kernels per generator step")
     print(f"{len(members):>10d} members as one ensemble: {together:7.0f} kernels per generator step")
     print(f"launch-bound projection of the speed-up: {projected:.1f}x (K x mean alone / ensemble)")
+    print(f"the same {len(members)} members all with {first}: {one_loss:.0f} kernels per generator step, "
+          f"projection {projected_one_loss:.1f}x")
     if args.out is not None:
         write_json(args.out, {"command": " ".join(["python", "benchmarks/ensemble_kernels.py", *sys.argv[1:]]),
                               "members": len(members), "alone": alone, "ensemble": together,
-                              "projected_speedup": projected, "torch": torch.__version__})
+                              "ensemble_ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+                              "projected_speedup": projected,
+                              "one_loss": {"loss": first, "ensemble": one_loss,
+                                           "projected_speedup": projected_one_loss},
+                              "torch": torch.__version__})
         print(f"wrote {args.out}")
     return 0
 

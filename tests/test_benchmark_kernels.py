@@ -40,6 +40,10 @@ def test_script_writes_its_record(tmp_path):
     assert record["members"] == len(bench.LOSSES) and set(record["alone"]) == set(bench.LOSSES)
     mean_alone = sum(record["alone"].values()) / len(record["alone"])
     assert abs(record["projected_speedup"] - record["members"] * mean_alone / record["ensemble"]) < 1e-9
+    assert sum(record["ensemble_ops"].values()) == record["ensemble"]
+    one = record["one_loss"]  # the same members with one loss: fewer groups, fewer kernels
+    assert one["loss"] == bench.LOSSES[0] and record["alone"][one["loss"]] < one["ensemble"] < record["ensemble"]
+    assert abs(one["projected_speedup"] - record["members"] * record["alone"][one["loss"]] / one["ensemble"]) < 1e-9
     bad = subprocess.run([sys.executable, str(BENCH / "ensemble_kernels.py"), "--steps", "3"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--steps=3 must be an even number >= 2" in bad.stderr
