@@ -40,7 +40,12 @@ def test_script_writes_its_record(tmp_path):
     assert record["members"] == len(bench.LOSSES) and set(record["alone"]) == set(bench.LOSSES)
     mean_alone = sum(record["alone"].values()) / len(record["alone"])
     assert abs(record["projected_speedup"] - record["members"] * mean_alone / record["ensemble"]) < 1e-9
-    assert sum(record["ensemble_ops"].values()) == record["ensemble"]
+    ops = record["ensemble_ops"]
+    # views launch nothing and are left out; operators whose names merely contain a view's name
+    # (cat contains "t.default", index_select "select") are kernels and are counted
+    assert not {"aten.view.default", "aten.t.default", "aten.transpose.int", "aten.select.int",
+                "aten.slice.Tensor", "aten.split_with_sizes.default", "aten.detach.default"} & set(ops)
+    assert ops["aten.cat.default"] > 0 and ops["aten.bmm.default"] > 0
     one = record["one_loss"]  # the same members with one loss: fewer groups, fewer kernels
     assert one["loss"] == bench.LOSSES[0] and record["alone"][one["loss"]] < one["ensemble"] < record["ensemble"]
     assert abs(one["projected_speedup"] - record["members"] * record["alone"][one["loss"]] / one["ensemble"]) < 1e-9

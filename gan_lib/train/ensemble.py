@@ -658,7 +658,8 @@ def _reduce_groups(parts: Sequence[Tensor | tuple[Tensor, ...]]) -> Tensor:
     A group gives ``(K_g,)`` values or a tuple of per-sample terms, each ``(K_g, n)``, whose row means
     add up to its values. The terms of all such groups are joined and averaged at once: one mean per
     term for the whole ensemble (and one in the backward pass) instead of one per group, which on a
-    GPU is one launch instead of one per loss. Row means do not depend on the company of the row.
+    GPU is one launch instead of one per loss. A row's mean does not depend on the rows beside it (up
+to float rounding: a long row alone may be split across threads differently).
     """
     termed = [p for p in parts if isinstance(p, tuple)]
     if not termed:
