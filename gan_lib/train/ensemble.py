@@ -384,7 +384,9 @@ class EnsembleResult:
     def critic_weights(self) -> list[Tensor]:
         """Critic weights as the members use them (copies): divided by ``sigma`` for spectral-norm members."""
         weights = [w.detach().clone() for w in self.critic.weights]
-        return _effective_weights(weights, self.sn_u, self.sn_v, self.spectral.tolist(), power_iteration=False)
+        flags = self.spectral.tolist()
+        return _effective_weights(weights, self.sn_u, self.sn_v, flags, power_iteration=False,
+                                  mask=_spectral_mask(flags, weights[0].device))
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = 0, generator: torch.Generator | None = None,
@@ -567,19 +569,25 @@ def _power_iteration_(w: Tensor, u: Tensor, v: Tensor, iterations: int = 1) -> N
         v.copy_(_normalise(torch.bmm(u.unsqueeze(1), w.transpose(1, 2)).squeeze(1)))
 
 
+def _spectral_mask(spectral: Sequence[bool], device: torch.device | str) -> Tensor | None:
+    """The members' spectral-norm flags as a ``(K, 1, 1)`` tensor on ``device``; ``None`` when all or
+    none are set (then :func:`_effective_weights` needs no mask)."""
+    if all(spectral) or not any(spectral):
+        return None
+    return torch.tensor(list(spectral), device=device).view(-1, 1, 1)
+
+
 def _effective_weights(weights: list[Tensor], sn_u: list[Tensor], sn_v: list[Tensor], spectral: Sequence[bool],
-                       power_iteration: bool, mask: Tensor | None = None) -> list[Tensor]:
+                       power_iteration: bool, mask: Tensor | None) -> list[Tensor]:
     """``W / sigma(W)`` for spectral-norm members, ``W`` for the others; ``sigma = u^T W v``.
 
     ``spectral``: one Python boolean per member, so that choosing the path reads nothing back from
-    the device (on a GPU, ``bool(tensor)`` waits for all the work queued before it). ``mask``: the
-    same booleans as a ``(K, 1, 1)`` tensor on the weights' device, when the caller keeps one.
+    the device (on a GPU, ``bool(tensor)`` waits for all the work queued before it). ``mask``:
+    ``_spectral_mask(spectral, device)``, made once by the caller (a copy to the device).
     """
     if not sn_u or not any(spectral):
         return weights
     everyone = all(spectral)
-    if not everyone and mask is None:
-        mask = torch.tensor(list(spectral), device=weights[0].device).view(-1, 1, 1)
     out = []
     for w, u, v in zip(weights, sn_u, sn_v):
         if power_iteration:
@@ -659,7 +667,7 @@ def _reduce_groups(parts: Sequence[Tensor | tuple[Tensor, ...]]) -> Tensor:
     add up to its values. The terms of all such groups are joined and averaged at once: one mean per
     term for the whole ensemble (and one in the backward pass) instead of one per group, which on a
     GPU is one launch instead of one per loss. A row's mean does not depend on the rows beside it (up
-to float rounding: a long row alone may be split across threads differently).
+    to float rounding: a long row alone may be split across threads differently).
     """
     termed = [p for p in parts if isinstance(p, tuple)]
     if not termed:
@@ -867,7 +875,7 @@ def train_ensemble(
     regs = [m.regulariser for m in members]
     spectral = [r == "spectral_norm" for r in regs]  # Python booleans: no device sync to decide on them
     any_sn = any(spectral)
-    sn_mask = None if all(spectral) or not any_sn else torch.tensor(spectral, device=device).view(-1, 1, 1)
+    sn_mask = _spectral_mask(spectral, device)
     gp_pos = [i for i, r in enumerate(regs) if r == "gp"]
     r1_pos = [i for i, r in enumerate(regs) if r == "r1"]
     pen_pos = gp_pos + r1_pos
