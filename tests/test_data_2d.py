@@ -325,3 +325,18 @@ def test_names_options_and_errors():
     lp = get("banana").log_prob(torch.tensor([[math.nan, 0.0], [0.0, 0.0]]))
     assert math.isnan(lp[0]) and math.isfinite(lp[1])
     assert math.isinf(float(get("rings").log_prob(torch.zeros(2))))  # the integrable 1/|x| peak
+
+
+def test_log_prob_where_a_scale_over_or_underflows():
+    # the funnel at x1 = 0 far out: variance e^{-x0}, 1/std overflows float64 above x0 ~ 1420;
+    # closed form: log N(x0; 0, 4) + log N(0; 0, e^{-x0}) = -x0^2/8 - log 2 - log(2 pi) + x0/2
+    x0 = 1500.0
+    ref = -x0**2 / 8 - math.log(2.0) - math.log(2 * math.pi) + x0 / 2
+    lp = get("funnel").log_prob([[x0, 0.0], [1e300, 0.0]])
+    assert float(lp[0]) == pytest.approx(ref, rel=1e-14) and float(lp[1]) == -math.inf
+    # a mixture with std 1e-200 (s^2 underflows) at a mode's mean: log(1/K) - log(2 pi s^2)
+    s = 1e-200
+    ref = -math.log(2.0) - math.log(2 * math.pi) - 2 * math.log(s)
+    assert float(get("mog", std=s).log_prob([[4.0, 0.0]])[0]) == pytest.approx(ref, rel=1e-14)
+    # rings at the origin: +inf (the 1/rho peak) for any std, also when the radial factor underflows
+    assert float(get("rings", std=1e-200).log_prob([[0.0, 0.0]])[0]) == math.inf

@@ -30,7 +30,7 @@ torch.set_num_threads(1)
 from gan_lib.train import EnsembleConfig, MemberSpec, run_grid
 sys.path.insert(0, {tests!r})
 from test_distributed import CONFIG, MEMBERS, data
-result = run_grid(MEMBERS, data(), CONFIG, progress=False)
+result = run_grid(MEMBERS, data(), CONFIG, progress=False, snapshot_steps=[5])
 import torch.distributed as dist
 rank = int(__import__("os").environ["RANK"])
 if rank == 0:
@@ -77,13 +77,17 @@ def test_without_torchrun_it_is_train_ensemble(monkeypatch):
 def test_two_gloo_ranks_give_the_single_process_result(tmp_path: Path):
     out = tmp_path / "result.pt"
     torchrun_two_ranks(tmp_path / "grid.py", SCRIPT, out, timeout=120)
-    gathered = EnsembleResult.from_state_dict(torch.load(out, weights_only=False))
+    # saved as tensors and plain values: torch.load's default weights_only=True reads it
+    gathered = EnsembleResult.from_state_dict(torch.load(out))
     torch.set_num_threads(1)
-    alone = train_ensemble(MEMBERS, data(), CONFIG, progress=False)
-    assert gathered.members == tuple(MEMBERS)
+    alone = train_ensemble(MEMBERS, data(), CONFIG, progress=False, snapshot_steps=[5])
+    assert gathered.members == tuple(MEMBERS) and gathered.config == CONFIG
     for name in ("generator", "critic"):
         for p, q in zip(getattr(gathered, name).parameters(), getattr(alone, name).parameters()):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert sorted(gathered.snapshots) == [5]  # the snapshots are gathered with the members
+    for p, q in zip(gathered.snapshots[5].parameters(), alone.snapshots[5].parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
     for u, v in zip(gathered.sn_u, alone.sn_u):
         torch.testing.assert_close(u, v, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(torch.from_numpy(gathered.history.g_loss), torch.from_numpy(alone.history.g_loss),
@@ -98,10 +102,21 @@ sys.path.insert(0, {tests!r})
 from gan_lib.train import run_grid
 from test_distributed import CONFIG, MEMBERS, data
 rank = os.environ["RANK"]
-try:  # one member for two ranks, and a list of two training sets for it: rank 1 has no member
-    run_grid(MEMBERS[:1], [data(), data()], CONFIG, progress=False)
-except ValueError as err:
-    open(os.path.join({out!r}, "rank" + rank), "w").write(str(err))
+bad = data().clone()
+bad[3, 1] = float("nan")
+cases = {{
+    # one member for two ranks, and a list of two training sets for it: rank 1 has no member
+    "length": lambda: run_grid(MEMBERS[:1], [data(), data()], CONFIG, progress=False),
+    # the second member's set is bad: only rank 1 trains it, and both must say it is member 1's
+    "nan": lambda: run_grid(MEMBERS[:2], [data(), bad], CONFIG, progress=False),
+    "empty": lambda: run_grid([], data(), CONFIG, progress=False),
+    "snapshot": lambda: run_grid(MEMBERS[:1], data(), CONFIG, progress=False, snapshot_steps=[11]),
+}}
+for case, call in cases.items():
+    try:
+        call()
+    except ValueError as err:
+        open(os.path.join({out!r}, case + rank), "w").write(str(err))
 """
 
 
@@ -109,5 +124,8 @@ except ValueError as err:
 def test_bad_per_member_data_is_refused_on_every_rank_even_one_without_members(tmp_path: Path):
     # a rank without members used to skip the check and wait in the gather for a rank that had raised
     torchrun_two_ranks(tmp_path / "bad.py", BAD_DATA_SCRIPT, tmp_path, timeout=90)
-    for rank in ("rank0", "rank1"):
-        assert "data is a list of 2 tensors for 1 members" in (tmp_path / rank).read_text()
+    for rank in ("0", "1"):
+        assert "data is a list of 2 tensors for 1 members" in (tmp_path / f"length{rank}").read_text()
+        assert "data[1] must hold finite" in (tmp_path / f"nan{rank}").read_text()
+        assert "members is empty" in (tmp_path / f"empty{rank}").read_text()
+        assert "snapshot step" in (tmp_path / f"snapshot{rank}").read_text()

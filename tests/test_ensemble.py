@@ -401,3 +401,22 @@ def test_one_noise_draw_per_generator_step_is_the_per_step_draws_when_n_z_is_a_m
     one = torch.randn(6, 5, 3, generator=torch.Generator().manual_seed(3), dtype=dtype)
     g = torch.Generator().manual_seed(3)
     assert not torch.equal(one, torch.stack([torch.randn(5, 3, generator=g, dtype=dtype) for _ in range(6)]))
+
+
+def test_bad_inputs_are_refused_naming_them():
+    x = torch.randn(32, 2)
+    cfg = EnsembleConfig(batch_size=16, n_critic=1, steps=1, width=4)
+    # finite in float64 but beyond float32, the training dtype: refused instead of training on inf
+    with pytest.raises(ValueError, match=r"beyond the range of torch.float32"):
+        train_ensemble([MemberSpec("hinge", seed=0)], x.double() * 1e39, cfg, progress=False)
+    with pytest.raises(ValueError, match=r"members \[1\] name no dataset"):
+        train_ensemble([MemberSpec("hinge", seed=0, dataset="a"), MemberSpec("hinge", seed=1)], {"a": x}, cfg,
+                       progress=False)
+    result = train_ensemble([MemberSpec("hinge", seed=0)], x, cfg, progress=False)
+    with pytest.raises(TypeError, match=r"results\[1\] is a str"):
+        concat_results([result, "result"])
+    with pytest.raises(ValueError, match="positions must be integers"):
+        concat_results([result], [[0.5]])
+    # betas given as a list: stored as a tuple, so the frozen config stays hashable and comparable
+    listed = EnsembleConfig(steps=1, betas=[0.5, 0.9])
+    assert listed.betas == (0.5, 0.9) and hash(listed) == hash(EnsembleConfig(steps=1, betas=(0.5, 0.9)))

@@ -59,3 +59,38 @@ def test_snapshot_steps_validated_and_joined():
     assert sorted(joined.snapshots) == [2]
     both = torch.cat([a.sample(30, seed=1, step=2), b.sample(30, seed=1, step=2)])
     torch.testing.assert_close(joined.sample(30, seed=1, step=2), both, rtol=0, atol=0)
+
+
+def test_state_dict_keeps_snapshots_and_loads_with_weights_only(tmp_path):
+    from gan_lib.train import EnsembleResult
+
+    long = train_ensemble(members(), X, config(5), progress=False, snapshot_steps=[2, 4])
+    path = tmp_path / "ensemble.pt"
+    torch.save(long.state_dict(), path)
+    back = EnsembleResult.from_state_dict(torch.load(path))  # the default weights_only=True
+    assert back.members == long.members and back.config == long.config and sorted(back.snapshots) == [2, 4]
+    for s in (2, 4, 5):
+        # the reference for step s: an independent run of s steps (module docstring)
+        short = train_ensemble(members(), X, config(s), progress=False)
+        torch.testing.assert_close(back.sample(40, seed=3, step=s), short.sample(40, seed=3), rtol=0, atol=1e-12)
+    for name in ("step", "d_loss", "g_loss", "penalty"):
+        assert (getattr(back.history, name) == getattr(long.history, name)).all()
+    # a state saved before the specs became plain dicts (dataclasses, numpy history, no snapshots)
+    old = long.state_dict()
+    old.update(members=long.members, config=long.config, history=long.history.__dict__)
+    del old["snapshots"]
+    legacy = EnsembleResult.from_state_dict(old)
+    assert legacy.members == long.members and legacy.snapshots == {}
+    torch.testing.assert_close(legacy.sample(10, seed=1), long.sample(10, seed=1), rtol=0, atol=0)
+
+
+def test_to_moves_snapshots_and_sample_edge_values():
+    result = train_ensemble(members(), X, config(3), progress=False, snapshot_steps=[1])
+    assert result.sample(0).shape == (3, 0, 2)  # no samples, as Dataset2D.sample(0)
+    torch.manual_seed(5)
+    first = result.sample(4, seed=None)  # torch's global generator
+    torch.manual_seed(5)
+    torch.testing.assert_close(result.sample(4, seed=None), first, rtol=0, atol=0)
+    result.to("meta")
+    for net in (result.generator, result.snapshots[1]):
+        assert all(p.device.type == "meta" for p in net.parameters())

@@ -278,3 +278,32 @@ def test_row_wise_form_refuses_what_it_cannot_take() -> None:
     assert not hinge.has_rows
     with pytest.raises(TypeError, match="'hinge' has no row-wise form"):
         hinge.discriminator_rows(torch.zeros(3, 8), torch.zeros(3, 8))
+
+
+@pytest.mark.parametrize("name", ["kl_hinge", "chi2_hinge"])
+def test_half_precision_losses_stay_finite_when_only_the_terms_overflow(name: str) -> None:
+    # one large fake value: its weight r approaches n (KL) and r v leaves float16's range (65504),
+    # while the loss, a mean, does not; reference: the same formula in float64 with numpy
+    v = np.zeros(256)
+    v[0] = 300.0
+    if name == "kl_hinge":
+        r = len(v) * np.exp(v - v.max()) / np.exp(v - v.max()).sum()
+    else:
+        r = chi2_batch_weights(torch.from_numpy(v)).numpy()  # checked against Brent above
+    g_ref = -np.mean(r * v)
+    d_ref = np.mean(np.maximum(0.0, 1.0 - v)) + np.mean(np.maximum(0.0, 1.0 + r * v))
+    loss = losses.get(name)
+    for dtype in (torch.float16, torch.bfloat16):
+        t = torch.from_numpy(v).to(dtype)
+        g, d = loss.generator(t), loss.discriminator(t, t)
+        rows = loss.generator_rows(t[None])
+        assert g.dtype == d.dtype == rows.dtype == dtype
+        tol = 1e-2 if dtype == torch.bfloat16 else 2e-3
+        assert float(g) == pytest.approx(g_ref, rel=tol) and float(rows[0]) == pytest.approx(g_ref, rel=tol)
+        assert float(d) == pytest.approx(d_ref, rel=tol)
+
+
+def test_weights_refuse_integer_critic_values() -> None:
+    for weights in (kl_batch_weights, chi2_batch_weights):
+        with pytest.raises(TypeError, match="torch.int64"):
+            weights(torch.tensor([1, 2, 3]))

@@ -1039,3 +1039,12 @@ def test_spectral_norm_every_linear_and_conv_layer() -> None:
         assert len(layer.parametrizations.weight) == 1
         w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
         assert float(torch.linalg.matrix_norm(w, 2)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_gaussian_kernel_with_a_bandwidth_whose_square_underflows():
+    from gan_lib.losses.mmd import gaussian_kernel
+
+    # exact distances (0 and 1): the kernel is 1 at distance 0 and 0 elsewhere, not 0/0
+    a = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    k = gaussian_kernel(a, a, 1e-200)
+    assert torch.equal(k, torch.eye(2, dtype=torch.float64))

@@ -280,3 +280,58 @@ def test_emd_that_stops_early_raises_once_without_pots_warning() -> None:
         warnings.simplefilter("error")  # POT's own UserWarning would turn into an error here
         with pytest.raises(RuntimeError, match=r"did not reach the optimum.*max_iter=3"):
             emd(x, y, max_iter=3)
+
+
+# --- inputs at the edges ---------------------------------------------------------------------
+
+
+def test_mmd_and_kde_ignore_a_common_offset():
+    # both depend on differences only: with the samples moved far from the origin they must give
+    # what the references compute on the samples where they are (the reference sees no offset)
+    x, y = RNG.normal(size=(300, 2)), RNG.normal(0.3, 1.2, size=(200, 2))
+    ref_mmd = float(np.mean(np.exp(-cdist(x, x, "sqeuclidean") / 4)) + np.mean(np.exp(-cdist(y, y, "sqeuclidean") / 4))
+                    - 2 * np.mean(np.exp(-cdist(x, y, "sqeuclidean") / 4)))
+    ref_kde = float(stats.gaussian_kde(x.T).logpdf(y.T).mean())
+    for offset in (1e6, 1e8):  # 1e8: the old |a|^2 + |b|^2 - 2 a.b lost 1e-3 of the MMD, 2.4 nats of the KDE
+        shift = np.array([offset, -offset])
+        assert mmd(x + shift, y + shift) == pytest.approx(ref_mmd, rel=1e-6)
+        assert kde_log_likelihood(x + shift, y + shift) == pytest.approx(ref_kde, rel=1e-7)
+
+
+def test_kde_refuses_too_few_or_nearly_singular_samples():
+    with pytest.raises(ValueError, match="3 samples in 3 dimensions"):
+        kde_log_likelihood(RNG.normal(size=(3, 3)), RNG.normal(size=(5, 3)))
+    # a line stored in float32: rounding gives it a width of 1e-8 across, which Cholesky accepts
+    t = torch.linspace(-3, 3, 50)
+    line = torch.stack([t, 0.3 * t + 1], 1)
+    with pytest.raises(ValueError, match="nearly so"):
+        kde_log_likelihood(line, line[:5])
+    # a real spread with one axis 1e4 times narrower than the other passes, and matches scipy
+    thin = RNG.normal(size=(400, 2)) * np.array([1.0, 1e-4])
+    ref = float(stats.gaussian_kde(thin.T).logpdf(thin[:50].T).mean())
+    assert kde_log_likelihood(thin, thin[:50]) == pytest.approx(ref, rel=1e-9)
+
+
+def test_quantile_tail_must_leave_one_minus_tail_below_one():
+    norm = stats.norm()
+    with pytest.raises(ValueError, match="1e-15 <= tail"):
+        wasserstein1_quantile(norm.ppf, norm.ppf, tail=1e-300)
+    assert wasserstein1_quantile(norm.ppf, stats.norm(loc=0.5).ppf, tail=1e-15) == pytest.approx(0.5, rel=1e-9)
+
+
+def test_mode_coverage_takes_any_real_tensor_and_names_bad_options():
+    from gan_lib.metrics.coverage import mode_coverage
+
+    x = torch.tensor([[0.0, 0.1], [3.0, 3.0], [0.2, -0.1], [9.0, 9.0]])
+    means, stds = torch.tensor([[0.0, 0.0], [3.0, 3.0]]), torch.tensor([0.1, 0.1])
+    # by hand: the first and third points lie within 3 stds (0.3) of mode 0, the second at mode 1
+    for samples in (x.to(torch.bfloat16), x.clone().requires_grad_(True), x.numpy()):
+        cov = mode_coverage(samples, means, stds, min_fraction=0.3)
+        np.testing.assert_allclose(cov.fractions, [0.5, 0.25])
+        assert cov.covered == 1 and cov.low_quality == 0.25
+    with pytest.raises(ValueError, match="k='3'"):
+        mode_coverage(x, means, stds, k="3")
+    with pytest.raises(ValueError, match="stds must be finite and > 0"):
+        mode_coverage(x, means, torch.tensor([0.1, -1.0]))
+    with pytest.raises(ValueError, match="stds must be finite and > 0"):
+        mode_coverage(x, means, torch.tensor([0.1, math.nan]))

@@ -59,14 +59,17 @@ class Modes(NamedTuple):
 def _normal_logpdf(x: Tensor, mean: Tensor | float, log_std: Tensor | float) -> Tensor:
     """``log N(x; mean, exp(log_std)^2)``, elementwise, with the log-std given (no underflow)."""
     log_std = torch.as_tensor(log_std, dtype=x.dtype)
-    return -0.5 * ((x - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * _LOG_2PI
+    diff = x - mean
+    z = diff * torch.exp(-log_std)
+    z = torch.where(diff == 0, torch.zeros_like(z), z)  # 0 at the mean even where 1/std overflows
+    return -0.5 * z**2 - log_std - 0.5 * _LOG_2PI
 
 
 def _mixture_log_prob(x: Tensor, modes: Modes) -> Tensor:
     """``log (1/K) sum_k N(x; m_k, s_k^2 I)`` for x of shape ``(..., 2)``."""
     diff = x[..., None, :] - modes.means  # (..., K, 2)
     s = modes.stds
-    comp = -0.5 * (diff**2).sum(-1) / s**2 - 2.0 * torch.log(s) - _LOG_2PI  # (..., K)
+    comp = -0.5 * ((diff / s[:, None]) ** 2).sum(-1) - 2.0 * torch.log(s) - _LOG_2PI  # (..., K); no s**2 to underflow
     return torch.logsumexp(comp, dim=-1) - math.log(modes.means.shape[0])
 
 
@@ -126,7 +129,9 @@ def _rings_log_prob(x: Tensor, o: Mapping[str, float]) -> Tensor:
     R, s = o["radius"], o["std"]
     log_s = math.log(s)
     branches = torch.logaddexp(_normal_logpdf(rho, R, log_s), _normal_logpdf(-rho, R, log_s))
-    return branches - _LOG_2PI - torch.log(rho)  # +inf at the origin (an integrable 1/rho peak)
+    out = branches - _LOG_2PI - torch.log(rho)
+    # +inf at the origin (an integrable 1/rho peak), also where the radial factor underflows to 0 there
+    return torch.where(rho == 0, torch.full_like(out, math.inf), out)
 
 
 def _square_sample(n: int, g: torch.Generator | None, o: Mapping[str, float]) -> Tensor:

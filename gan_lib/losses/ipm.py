@@ -121,6 +121,7 @@ def kl_batch_weights(d_fake: Tensor, dim: int | None = None) -> Tensor:
     ``d_fake`` is one batch; ``dim=d``: every slice along ``d`` is a batch of its own (e.g. ``-1``
     for ``(K, n)`` critic values of ``K`` independent batches).
     """
+    _check_floating(d_fake)
     if dim is not None:
         return d_fake.shape[dim] * torch.softmax(d_fake, dim=dim)
     weights = d_fake.numel() * torch.softmax(d_fake.flatten(), dim=0)  # flatten: no copy, no node for 1-D
@@ -143,6 +144,7 @@ def chi2_batch_weights(d_fake: Tensor, dim: int | None = None) -> Tensor:
     empty weights. ``dim`` as in :func:`kl_batch_weights`: ``None`` for one batch, ``d`` for
     independent batches along ``d``.
     """
+    _check_floating(d_fake)
     if d_fake.numel() == 0:  # no batch, no weights (as kl_batch_weights); the losses refuse the empty batch themselves
         return torch.ones_like(d_fake)
     # the batches along the last axis: (B, n)
@@ -162,21 +164,36 @@ def chi2_batch_weights(d_fake: Tensor, dim: int | None = None) -> Tensor:
     return weights.reshape(d_fake.shape) if dim is None else weights.movedim(-1, dim)
 
 
+def _check_floating(d_fake: Any) -> None:
+    if not isinstance(d_fake, Tensor) or not d_fake.is_floating_point():
+        kind = d_fake.dtype if isinstance(d_fake, Tensor) else type(d_fake).__name__
+        raise TypeError(f"the in-batch weights need a floating-point tensor of critic values; got {kind}")
+
+
+def _wide(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is float16 / bfloat16 (else ``t`` itself)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _weighted_fake(d_fake: Tensor, detach_weights: bool, batch_weights: Any = kl_batch_weights,
                    dim: int | None = None) -> Tensor:
-    weights = batch_weights(d_fake, dim=dim)
-    return d_fake * (weights.detach() if detach_weights else weights)
+    """``r v`` per sample; in float32 for float16 / bfloat16 values, since a weight may reach ``n``
+    and ``r v`` then leaves float16's range (65504) long before the loss, a mean, does."""
+    v = _wide(d_fake)
+    weights = batch_weights(v, dim=dim)
+    return v * (weights.detach() if detach_weights else weights)
 
 
 def _weighted_hinge_rows(d_real: Tensor, d_fake: Tensor, detach_weights: bool, batch_weights: Any) -> Tensor:
     """The mean-reduced f-WGAN hinge critic loss of every row of ``(K, n)`` inputs (one batch per row)."""
     weighted = _weighted_fake(d_fake, detach_weights, batch_weights, dim=-1)
-    return F.relu(1.0 - d_real).mean(-1) + F.relu(1.0 + weighted).mean(-1)
+    out = F.relu(1.0 - _wide(d_real)).mean(-1) + F.relu(1.0 + weighted).mean(-1)
+    return out.to(torch.result_type(d_real, d_fake))
 
 
 def _weighted_generator_rows(d_fake: Tensor, detach_weights: bool, batch_weights: Any) -> Tensor:
     """``-E_Q[r v]`` of every row of ``(K, n)`` fake critic values (one batch per row)."""
-    return _weighted_fake(d_fake, detach_weights, batch_weights, dim=-1).mean(-1).neg()
+    return _weighted_fake(d_fake, detach_weights, batch_weights, dim=-1).mean(-1).neg().to(d_fake.dtype)
 
 
 _KL_COUPLING = "the in-batch softmax weights r = n softmax(v_fake)"
@@ -201,7 +218,8 @@ def kl_hinge_discriminator(
     reduction = check_batch_statistics_call(
         "kl_hinge", _KL_COUPLING, reduction, weights_real=weights_real, weights_fake=weights_fake
     )
-    return reduce_real_fake(F.relu(1.0 - d_real), F.relu(1.0 + _weighted_fake(d_fake, detach_weights)), reduction)
+    out = reduce_real_fake(F.relu(1.0 - _wide(d_real)), F.relu(1.0 + _weighted_fake(d_fake, detach_weights)), reduction)
+    return out.to(torch.result_type(d_real, d_fake))
 
 
 def kl_hinge_generator(
@@ -212,7 +230,7 @@ def kl_hinge_generator(
     ``reduction`` ``"mean"`` or ``"sum"`` only, and no per-sample weights (the ``r`` couple the batch).
     """
     reduction = check_batch_statistics_call("kl_hinge", _KL_COUPLING, reduction, weights=weights)
-    return reduce_terms(_weighted_fake(d_fake, detach_weights), reduction, scale=-1.0)
+    return reduce_terms(_weighted_fake(d_fake, detach_weights), reduction, scale=-1.0).to(d_fake.dtype)
 
 
 _CHI2_COUPLING = "the in-batch chi^2 weights r = max(0, 1 + (v_fake - lambda)/2) with mean 1"
@@ -238,7 +256,8 @@ def chi2_hinge_discriminator(
         "chi2_hinge", _CHI2_COUPLING, reduction, weights_real=weights_real, weights_fake=weights_fake
     )
     weighted = _weighted_fake(d_fake, detach_weights, chi2_batch_weights)
-    return reduce_real_fake(F.relu(1.0 - d_real), F.relu(1.0 + weighted), reduction)
+    out = reduce_real_fake(F.relu(1.0 - _wide(d_real)), F.relu(1.0 + weighted), reduction)
+    return out.to(torch.result_type(d_real, d_fake))
 
 
 def chi2_hinge_generator(
@@ -249,7 +268,8 @@ def chi2_hinge_generator(
     ``reduction`` ``"mean"`` or ``"sum"`` only, and no per-sample weights (the ``r`` couple the batch).
     """
     reduction = check_batch_statistics_call("chi2_hinge", _CHI2_COUPLING, reduction, weights=weights)
-    return reduce_terms(_weighted_fake(d_fake, detach_weights, chi2_batch_weights), reduction, scale=-1.0)
+    return reduce_terms(_weighted_fake(d_fake, detach_weights, chi2_batch_weights), reduction,
+                        scale=-1.0).to(d_fake.dtype)
 
 
 def _register_weighted_hinge(name: str, discriminator_fn: Any, generator_fn: Any, batch_weights: Any,

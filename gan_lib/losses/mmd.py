@@ -69,7 +69,7 @@ def gaussian_kernel(a: Tensor, b: Tensor, bandwidths: float | Sequence[float] = 
     # squared distances |a|^2 + |b|^2 - 2 a.b, clamped at 0 (rounding); the gradient of a Gaussian at
     # distance 0 is 0, so the clamp loses nothing
     d2 = (a.square().sum(-1)[..., :, None] + b.square().sum(-1)[..., None, :] - 2.0 * a @ b.transpose(-1, -2)).clamp_min(0.0)
-    return sum(torch.exp(-d2 / (2.0 * h * h)) for h in hs)
+    return sum(torch.exp(-d2 / (2.0 * h * h)) if h > 1e-150 else torch.exp(-(d2 / h / h) * 0.5) for h in hs)
 
 
 def mmd2(x: Tensor, y: Tensor, bandwidths: float | Sequence[float] = 1.0, unbiased: bool = True) -> Tensor:

@@ -2,6 +2,7 @@ r"""Sample metrics for mixtures: which modes a sample covers, and the masses a 1
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -9,12 +10,26 @@ import torch
 from scipy.special import ndtr
 from torch import Tensor
 
+from gan_lib.validation import is_real
+
 __all__ = ["Coverage", "mode_coverage", "pushforward_masses_1d"]
 
 
 # ------------------------------------------------------------------------------------------------
 # Mode coverage
 # ------------------------------------------------------------------------------------------------
+
+
+def _array(name: str, value: Any) -> np.ndarray:
+    """``value`` (a tensor of any real dtype, an array or nested lists) as a float64 array."""
+    if isinstance(value, Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers; got dtype {value.dtype}")
+        return value.detach().cpu().to(torch.float64).numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a tensor or array of real numbers; got {type(value).__name__} ({err})") from None
 
 
 class Coverage(NamedTuple):
@@ -41,9 +56,9 @@ def mode_coverage(
     ``min_fraction`` of all samples belong to it; a sample that belongs to no mode is of low
     quality.
     """
-    x = np.asarray(samples, dtype=np.float64)
-    m = np.asarray(means, dtype=np.float64)
-    s = np.asarray(stds, dtype=np.float64).reshape(-1)
+    x = _array("samples", samples)
+    m = _array("means", means)
+    s = _array("stds", stds).reshape(-1)
     if x.ndim == 1:
         x = x[:, None]
     if m.ndim == 1:
@@ -52,8 +67,13 @@ def mode_coverage(
         raise ValueError(f"shapes do not match: samples {x.shape}, means {m.shape}, stds {s.shape}")
     if x.shape[0] == 0:
         raise ValueError("no samples")
-    if not (k > 0 and 0 < min_fraction <= 1):
-        raise ValueError(f"need k > 0 and 0 < min_fraction <= 1; got k={k}, min_fraction={min_fraction}")
+    if not np.isfinite(m).all():
+        raise ValueError("means must be finite")
+    if not (np.isfinite(s).all() and (s > 0).all()):
+        raise ValueError(f"stds must be finite and > 0; got {s.tolist()}")
+    for label, value, ok in (("k", k, lambda v: v > 0), ("min_fraction", min_fraction, lambda v: 0 < v <= 1)):
+        if not (is_real(value) and math.isfinite(float(value)) and ok(float(value))):
+            raise ValueError(f"{label}={value!r} not allowed; need k > 0 and 0 < min_fraction <= 1 (finite real numbers)")
     dist = np.linalg.norm(x[:, None, :] - m[None, :, :], axis=-1)  # (n, K)
     inside = dist <= k * s[None, :]
     fractions = inside.mean(axis=0)

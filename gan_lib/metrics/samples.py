@@ -51,6 +51,11 @@ SONG_ERMON_BANDWIDTH: float = math.sqrt(2.0)
 #: Largest number of kernel entries evaluated at once (32 MiB of float64).
 _CHUNK_ENTRIES = 1 << 22
 
+#: A KDE's covariance whose smallest eigenvalue is at most this fraction of its largest is refused
+#: as singular: samples spread over a subspace, with rounding noise (float32's is about 1e-14 in
+#: this ratio) across it. Real spreads differing by a factor up to 1e6 in standard deviation pass.
+_KDE_MIN_EIGEN_RATIO = 1e-12
+
 
 def _points(name: str, x: Any, *, min_rows: int = 1, finite: bool = True) -> Tensor:
     """``x`` as a float64 ``(n, d)`` tensor (a 1-D input is ``(n, 1)``), checked (``finite=False``
@@ -118,6 +123,10 @@ def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWI
     a, b = _pair(x, y, min_rows=2 if unb else 1)
     hs = check_bandwidths(bandwidths)
     n, m = a.shape[0], b.shape[0]
+    # measured from the pooled mean: the kernel sees only differences, and |a|^2 + |b|^2 - 2 a.b
+    # loses digits to a common offset much larger than the spread
+    centre = torch.cat([a, b]).mean(0)
+    a, b = a - centre, b - centre
     with torch.no_grad():
         s_xx, s_yy, s_xy = _kernel_sum(a, a, hs), _kernel_sum(b, b, hs), _kernel_sum(a, b, hs)
     if unb:
@@ -137,6 +146,9 @@ def _kde_inputs(samples: Any, points: Any, points_name: str) -> tuple[Tensor, Te
     ys = _points(points_name, points)
     if xs.shape[1] != ys.shape[1]:
         raise ValueError(f"samples have dimension {xs.shape[1]} but {points_name} have {ys.shape[1]}; they must match")
+    if xs.shape[0] <= xs.shape[1]:
+        raise ValueError(f"the KDE needs more samples than dimensions, for a non-singular covariance; "
+                         f"got {xs.shape[0]} samples in {xs.shape[1]} dimensions")
     return xs, ys
 
 
@@ -154,13 +166,19 @@ def kde_log_density(samples: Any, points: Any) -> Tensor:
 
 def _kde_log_density(xs: Tensor, ys: Tensor) -> Tensor:
     n, d = xs.shape
-    centred = xs - xs.mean(0)
+    mean = xs.mean(0)
+    centred = xs - mean
     cov = centred.T @ centred / (n - 1) * n ** (-2.0 / (d + 4))
     chol, info = torch.linalg.cholesky_ex(cov)
-    if int(info) != 0:
-        raise ValueError(f"the covariance of the {n} samples is singular; the KDE needs samples that span all {d} dimensions")
-    xw = torch.linalg.solve_triangular(chol, xs.T, upper=False).T
-    yw = torch.linalg.solve_triangular(chol, ys.T, upper=False).T
+    eig = torch.linalg.eigvalsh(cov)
+    # a covariance this close to singular is rounding, not spread: the samples lie in a subspace
+    if int(info) != 0 or not float(eig[0]) > _KDE_MIN_EIGEN_RATIO * float(eig[-1]):
+        raise ValueError(f"the covariance of the {n} samples is singular or nearly so (smallest / largest "
+                         f"eigenvalue {float(eig[0]) / float(eig[-1]) if float(eig[-1]) > 0 else 0.0:.2g}, "
+                         f"at most {_KDE_MIN_EIGEN_RATIO:g} allowed); the KDE needs samples that span all {d} dimensions")
+    # whitened relative to the samples' mean (distances do not change, and a common offset costs no digits)
+    xw = torch.linalg.solve_triangular(chol, centred.T, upper=False).T
+    yw = torch.linalg.solve_triangular(chol, (ys - mean).T, upper=False).T
     const = -math.log(n) - 0.5 * d * math.log(2.0 * math.pi) - float(torch.log(torch.diagonal(chol)).sum())
     x_sq = (xw**2).sum(1)
     out = torch.empty(ys.shape[0], dtype=torch.float64)
@@ -260,8 +278,9 @@ def wasserstein1_quantile(
     """
     tol = named("rtol", rtol, real_number)
     t = named("tail", tail, real_number)
-    if not (0 < tol < 1 and 0 < t < 1e-2):
-        raise ValueError(f"need 0 < rtol < 1 and 0 < tail < 1e-2; got rtol={rtol}, tail={tail}")
+    if not (0 < tol < 1 and 1e-15 <= t < 1e-2):
+        raise ValueError(f"need 0 < rtol < 1 and 1e-15 <= tail < 1e-2 (1 - tail must differ from 1 in float64); "
+                         f"got rtol={rtol}, tail={tail}")
     exps = np.arange(math.floor(math.log10(t)), -1)
     low = np.concatenate([[0.0], 10.0 ** exps.astype(np.float64)])  # 0, tail, ..., 1e-2
     mid = np.linspace(1e-2, 1 - 1e-2, 33)[1:-1]

@@ -26,7 +26,10 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .ensemble import Data, EnsembleConfig, EnsembleResult, MemberSpec, concat_results, train_ensemble
+from gan_lib.validation import integer_number, named
+
+from .ensemble import (Data, EnsembleConfig, EnsembleResult, MemberSpec, _resolve_data, concat_results,
+                       train_ensemble)
 
 __all__ = ["run_grid", "shard"]
 
@@ -49,6 +52,7 @@ def run_grid(
     data: Data,
     config: EnsembleConfig,
     progress: bool = True,
+    snapshot_steps: Sequence[int] = (),
 ) -> EnsembleResult | None:
     """Train ``members`` as :func:`train_ensemble` does, shared out over the ranks of a ``torchrun`` launch.
 
@@ -57,13 +61,31 @@ def run_grid(
     ``train_ensemble(members, data, config)``. ``data`` is what :func:`train_ensemble` takes (every
     rank needs all of it; a list of per-member tensors is sharded with the members). A process group
     that this function initialised is destroyed before it returns; one that was already there is
-    left alone.
+    left alone. ``snapshot_steps`` as in :func:`train_ensemble`: the snapshots are gathered too.
+
+    Every rank checks the members and all of the data before any rank trains, so that bad input
+    makes every rank raise the same error (naming the member's place in ``members``), instead of
+    one rank raising and the others waiting for it.
     """
     members = list(members)
     import torch.distributed as dist
 
     if not (dist.is_available() and (dist.is_initialized() or _launched())):
-        return train_ensemble(members, data, config, progress=progress)
+        return train_ensemble(members, data, config, progress=progress, snapshot_steps=snapshot_steps)
+    if not members:
+        raise ValueError("members is empty; give at least one MemberSpec")
+    for i, m in enumerate(members):
+        if not isinstance(m, MemberSpec):
+            raise TypeError(f"members[{i}] is a {type(m).__name__}; expected a MemberSpec")
+    if not isinstance(config, EnsembleConfig):
+        raise TypeError(f"config must be an EnsembleConfig; got {type(config).__name__}")
+    x_all, _ = _resolve_data(members, data, torch.device("cpu"), getattr(torch, config.dtype))  # raises on bad data
+    total = config.total_steps(x_all.shape[-2])
+    if isinstance(snapshot_steps, (str, bytes)) or not isinstance(snapshot_steps, Sequence):
+        raise TypeError(f"snapshot_steps={snapshot_steps!r} must be a sequence of generator steps")
+    for s in snapshot_steps:
+        named("snapshot step", s, lambda v: integer_number(v, 1, total))
+    del x_all
     cuda = torch.device(config.device).type == "cuda"
     created = not dist.is_initialized()
     if created:
@@ -77,16 +99,12 @@ def run_grid(
             local_config = dataclasses.replace(config, device=f"cuda:{local}")
         positions = shard(len(members), rank, world)
         per_member = not (isinstance(data, Mapping) or isinstance(data, torch.Tensor))
-        # checked on every rank, members or not, so that all of them raise instead of some waiting
-        # in the gather below for ranks that raised
-        if per_member and len(data) != len(members):
-            raise ValueError(f"data is a list of {len(data)} tensors for {len(members)} members; give one per member")
         part: EnsembleResult | None = None
         if positions:
             mine = [members[i] for i in positions]
-            my_data: Data = [data[i] for i in positions] if per_member else data
+            my_data: Data = [data[i] for i in positions] if per_member else data  # type: ignore[index]
             part = train_ensemble(mine, my_data, local_config, progress=progress and rank == 0,
-                                  desc=f"rank {rank}")
+                                  desc=f"rank {rank}", snapshot_steps=snapshot_steps)
             part.to("cpu")
             part.config = config
         payload = (positions, None if part is None else part.state_dict())

@@ -206,6 +206,7 @@ class EnsembleConfig:
         betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
         if len(betas) != 2 or not all(is_real(b) and 0 <= b < 1 for b in betas):
             raise ValueError(f"betas={self.betas!r} must be two real numbers in [0, 1)")
+        object.__setattr__(self, "betas", tuple(float(b) for b in betas))  # a list would leave the config unhashable
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError):
@@ -393,20 +394,21 @@ class EnsembleResult:
                step: int | None = None) -> Tensor:
         """``n`` samples of every member, ``(K, n, d)``, from one noise draw ``(n, z)`` fed to all.
 
-        The noise comes from ``generator`` when given, else from a generator seeded with ``seed``.
-        ``step``: sample the generators as they were after that generator step (one of
-        :attr:`snapshots`, or :attr:`steps` for the final ones); ``None`` = the final generators.
+        The noise comes from ``generator`` when given, else from a generator seeded with ``seed``,
+        else (``seed=None``) from torch's global generator for the device. ``step``: sample the
+        generators as they were after that generator step (one of :attr:`snapshots`, or
+        :attr:`steps` for the final ones); ``None`` = the final generators.
         """
-        named("n", n, lambda v: integer_number(v, 1))
+        named("n", n, lambda v: integer_number(v, 0))
         net = self.generator
         if step is not None and step != self.steps:
             if step not in self.snapshots:
                 raise ValueError(f"step={step!r} has no snapshot; available: {sorted(self.snapshots) + [self.steps]}")
             net = self.snapshots[step]
         dev = self.generator.weights[0].device
-        if generator is None:
+        if generator is None and seed is not None:
             named("seed", seed, seed_number)
-            generator = torch.Generator(device=dev).manual_seed(int(seed))  # type: ignore[arg-type]
+            generator = torch.Generator(device=dev).manual_seed(int(seed))
         z = torch.randn(n, self.config.z_dim, generator=generator, device=dev, dtype=self.generator.weights[0].dtype)
         return net(z)
 
@@ -435,22 +437,32 @@ class EnsembleResult:
         return gen, crit
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything in plain picklable objects (tensors, arrays, the specs): for ``torch.save`` or sending.
+        """Everything, snapshots included, as tensors and plain Python values: for ``torch.save`` or sending.
 
-        :meth:`from_state_dict` rebuilds the result.
+        The specs and the config are plain dicts and the history is tensors, so the saved file
+        loads with ``torch.load``'s default ``weights_only=True``. :meth:`from_state_dict`
+        rebuilds the result.
         """
         def bank(b: BatchedMLP) -> dict[str, list[Tensor]]:
             return {"weights": [w.detach().clone() for w in b.weights], "biases": [x.detach().clone() for x in b.biases]}
 
+        def spec(m: MemberSpec) -> dict[str, Any]:
+            out = dataclasses.asdict(m)
+            out["loss_options"] = dict(m.loss_options)
+            return out
+
         return {
-            "members": self.members, "config": self.config, "generator": bank(self.generator),
-            "critic": bank(self.critic), "sn_u": [u.clone() for u in self.sn_u], "sn_v": [v.clone() for v in self.sn_v],
-            "history": dataclasses.asdict(self.history), "steps": self.steps, "seconds": self.seconds,
+            "members": [spec(m) for m in self.members], "config": dataclasses.asdict(self.config),
+            "generator": bank(self.generator), "critic": bank(self.critic),
+            "sn_u": [u.clone() for u in self.sn_u], "sn_v": [v.clone() for v in self.sn_v],
+            "history": {name: torch.from_numpy(np.array(value)) for name, value in dataclasses.asdict(self.history).items()},
+            "steps": self.steps, "seconds": self.seconds,
+            "snapshots": {int(step): bank(net) for step, net in self.snapshots.items()},
         }
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> "EnsembleResult":
-        """The result saved by :meth:`state_dict`."""
+        """The result saved by :meth:`state_dict` (also one saved before the specs were plain dicts)."""
         def bank(saved: Mapping[str, list[Tensor]]) -> BatchedMLP:
             w = saved["weights"]
             out = BatchedMLP(w[0].shape[1], [w[0].shape[2]] * w[0].shape[0], depth=len(w) - 1, out_dim=w[-1].shape[2],
@@ -460,15 +472,26 @@ class EnsembleResult:
                     p.copy_(x)
             return out
 
-        return cls(members=tuple(state["members"]), config=state["config"], generator=bank(state["generator"]),
-                   critic=bank(state["critic"]), sn_u=list(state["sn_u"]), sn_v=list(state["sn_v"]),
-                   history=EnsembleHistory(**state["history"]), steps=int(state["steps"]),
-                   seconds=float(state["seconds"]))
+        def spec(m: Any) -> MemberSpec:
+            return m if isinstance(m, MemberSpec) else MemberSpec(**m)
+
+        config = state["config"]
+        if not isinstance(config, EnsembleConfig):
+            config = EnsembleConfig(**{**config, "betas": tuple(config["betas"])})
+        history = {name: value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+                   for name, value in state["history"].items()}
+        return cls(members=tuple(spec(m) for m in state["members"]), config=config,
+                   generator=bank(state["generator"]), critic=bank(state["critic"]),
+                   sn_u=list(state["sn_u"]), sn_v=list(state["sn_v"]), history=EnsembleHistory(**history),
+                   steps=int(state["steps"]), seconds=float(state["seconds"]),
+                   snapshots={int(step): bank(saved) for step, saved in state.get("snapshots", {}).items()})
 
     def to(self, device: str | torch.device) -> "EnsembleResult":
-        """This result with its tensors on ``device`` (networks moved in place)."""
+        """This result with its tensors on ``device`` (networks, snapshots included, moved in place)."""
         self.generator.to(device)
         self.critic.to(device)
+        for net in self.snapshots.values():
+            net.to(device)
         self.sn_u = [u.to(device) for u in self.sn_u]
         self.sn_v = [v.to(device) for v in self.sn_v]
         return self
@@ -485,11 +508,18 @@ def concat_results(results: Sequence[EnsembleResult],
     results = list(results)
     if not results:
         raise ValueError("results is empty; give at least one EnsembleResult")
+    for i, r in enumerate(results):
+        if not isinstance(r, EnsembleResult):
+            raise TypeError(f"results[{i}] is a {type(r).__name__}; expected an EnsembleResult")
     sizes = [len(r) for r in results]
     if positions is None:
         starts = np.cumsum([0] + sizes)
         positions = [list(range(starts[i], starts[i + 1])) for i in range(len(results))]
-    positions = [list(map(int, p)) for p in positions]
+    positions = [list(p) for p in positions]
+    for p in positions:
+        if not all(is_integer(i) for i in p):
+            raise ValueError(f"positions must be integers; got {p}")
+    positions = [[int(i) for i in p] for p in positions]
     if [len(p) for p in positions] != sizes:
         raise ValueError(f"positions have lengths {[len(p) for p in positions]}; the results have {sizes} members")
     order = [i for p in positions for i in p]
@@ -761,7 +791,12 @@ def _resolve_data(members: Sequence[MemberSpec], data: Data, device: torch.devic
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
             raise ValueError(f"{name} must hold finite floating-point numbers; {bad} of its {x.numel()} values are nan or inf")
-        return x.to(device=device, dtype=dtype)
+        out = x.to(device=device, dtype=dtype)
+        if not bool(torch.isfinite(out).all()):  # finite in a wider dtype, beyond the range of the training one
+            big = float(x.abs().max())
+            raise ValueError(f"{name} holds values up to {big:.3g} in absolute value, beyond the range of "
+                             f"{dtype} (largest {torch.finfo(dtype).max:.3g}) in which the members train")
+        return out
 
     named = [m.dataset for m in members]
     if isinstance(data, Tensor):
@@ -770,6 +805,10 @@ def _resolve_data(members: Sequence[MemberSpec], data: Data, device: torch.devic
                              f"pass a dict dataset -> tensor, or leave MemberSpec.dataset as None")
         return check("data", data), True
     if isinstance(data, Mapping):
+        unnamed = [k for k, n in enumerate(named) if n is None]
+        if unnamed:
+            raise ValueError(f"data is a mapping dataset -> tensor but members {unnamed} name no dataset "
+                             f"(MemberSpec.dataset=None); give each member one of the keys {sorted(map(str, data))}")
         missing = sorted({str(n) for n in named if n not in data})
         if missing:
             raise ValueError(f"dataset(s) {missing} are not keys of data; keys: {sorted(map(str, data))}")
