@@ -335,3 +335,15 @@ def test_mode_coverage_takes_any_real_tensor_and_names_bad_options():
         mode_coverage(x, means, torch.tensor([0.1, -1.0]))
     with pytest.raises(ValueError, match="stds must be finite and > 0"):
         mode_coverage(x, means, torch.tensor([0.1, math.nan]))
+
+
+def test_quantile_w1_warns_when_heavy_tails_may_make_it_infinite():
+    # Cauchy against normal: the quantiles differ like 1/(pi u) near 0, so W1 is infinite
+    with pytest.warns(RuntimeWarning, match="may be infinite"):
+        value = wasserstein1_quantile(stats.cauchy().ppf, stats.norm().ppf)
+    assert math.isfinite(value)  # the integral up to u = 2^-53, as the warning says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # finite cases stay silent: a shift (W1 = 0.5) and a scale (W1 = (2 - 1) E|Z| = sqrt(2/pi))
+        assert wasserstein1_quantile(stats.norm(0.5).ppf, stats.norm().ppf) == pytest.approx(0.5, rel=1e-9)
+        assert wasserstein1_quantile(stats.norm(0, 2).ppf, stats.norm().ppf) == pytest.approx(math.sqrt(2 / math.pi), rel=1e-9)

@@ -18,6 +18,7 @@ mismatched dimensions raise ``ValueError``.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import Any, Callable, NamedTuple, Sequence
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 
 from gan_lib.divergences.quadrature import adaptive_integrate
+from gan_lib.divergences.quadrature import logger as quadrature_logger
 from gan_lib.losses.mmd import check_bandwidths, gaussian_kernel
 from gan_lib.validation import boolean, integer_number, is_real, named, real_number
 
@@ -55,6 +57,10 @@ _CHUNK_ENTRIES = 1 << 22
 #: as singular: samples spread over a subspace, with rounding noise (float32's is about 1e-14 in
 #: this ratio) across it. Real spreads differing by a factor up to 1e6 in standard deviation pass.
 _KDE_MIN_EIGEN_RATIO = 1e-12
+
+#: Share of :func:`wasserstein1_quantile`'s integral above which its outermost panels (``u`` within
+#: ``tail`` of 0 or 1) make it warn of heavy tails: a shift of a normal puts about 1e-15 there.
+_W1_TAIL_SHARE = 1e-6
 
 
 def _points(name: str, x: Any, *, min_rows: int = 1, finite: bool = True) -> Tensor:
@@ -274,7 +280,9 @@ def wasserstein1_quantile(
     tails ``u < tail`` and ``u > 1 - tail`` are integrated too, on one panel each, so ``tail`` only
     shapes the panels. Nodes are clamped to ``[2^-53, 1 - 2^-53]`` (closer to 1 they round to 1 in
     float64, and ``torch.distributions.Normal.icdf`` is infinite below ``2^-53``), which changes
-    the integral by about ``1e-16`` times the largest quantile used.
+    the integral by about ``1e-16`` times the largest quantile used. Where the two outermost
+    panels hold more than ``1e-6`` of the integral (Cauchy against normal, say, whose ``W_1`` is
+    infinite), the clamped integral is returned with a ``RuntimeWarning`` saying so.
     """
     tol = named("rtol", rtol, real_number)
     t = named("tail", tail, real_number)
@@ -294,10 +302,38 @@ def wasserstein1_quantile(
         u = u.clamp(min=half_eps, max=1.0 - half_eps)
         return (_quantile_values(icdf_p, u) - _quantile_values(icdf_q, u)).abs()
 
-    value = float(adaptive_integrate(integrand, rtol=tol, atol=1e-15, edges=edges))
+    # the quadrature's log records are held back, and passed on below unless the tails explain them
+    held = _HoldRecords()
+    quadrature_logger.addFilter(held)
+    try:
+        value = float(adaptive_integrate(integrand, rtol=tol, atol=1e-15, edges=edges))
+        outer = sum(float(adaptive_integrate(integrand, rtol=tol, atol=1e-15, edges=np.array(ends)))
+                    for ends in ((0.0, t), (1.0 - t, 1.0)))
+    finally:
+        quadrature_logger.removeFilter(held)
     if math.isnan(value):
         raise ValueError("a quantile function returned nan on (0, 1); both must be finite there")
+    share = outer / value if value > 0 else 0.0
+    if share > _W1_TAIL_SHARE:
+        warnings.warn(f"the outermost u < {t:g} and u > 1 - {t:g} hold {share:.2g} of the integral: the quantiles' "
+                      f"difference is barely or not integrable there (heavy tails), so W_1 may be infinite; "
+                      f"the value returned ({value:.6g}) stops at u = 2^-53", RuntimeWarning, stacklevel=2)
+    else:
+        for record in held.records:
+            quadrature_logger.handle(record)
     return value
+
+
+class _HoldRecords(logging.Filter):
+    """A logging filter that keeps the records instead of letting them through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
 
 
 # ------------------------------------------------------------------------------------------------
