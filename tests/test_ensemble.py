@@ -417,6 +417,7 @@ def test_bad_inputs_are_refused_naming_them():
         concat_results([result, "result"])
     with pytest.raises(ValueError, match="positions must be integers"):
         concat_results([result], [[0.5]])
+    assert len(concat_results([result, result], torch.tensor([[1], [0]]))) == 2  # integer tensors are integers
     # betas given as a list: stored as a tuple, so the frozen config stays hashable and comparable
     listed = EnsembleConfig(steps=1, betas=[0.5, 0.9])
     assert listed.betas == (0.5, 0.9) and hash(listed) == hash(EnsembleConfig(steps=1, betas=(0.5, 0.9)))

@@ -1045,6 +1045,7 @@ def test_gaussian_kernel_with_a_bandwidth_whose_square_underflows():
     from gan_lib.losses.mmd import gaussian_kernel
 
     # exact distances (0 and 1): the kernel is 1 at distance 0 and 0 elsewhere, not 0/0
-    a = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
-    k = gaussian_kernel(a, a, 1e-200)
-    assert torch.equal(k, torch.eye(2, dtype=torch.float64))
+    for dtype in (torch.float64, torch.float32, torch.float16):
+        a = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=dtype)
+        for h in (1e-200, 1e-25):  # 1e-25: 2 h^2 underflows in float32, not in float64
+            assert torch.equal(gaussian_kernel(a, a, h), torch.eye(2, dtype=dtype))

@@ -337,13 +337,23 @@ def test_mode_coverage_takes_any_real_tensor_and_names_bad_options():
         mode_coverage(x, means, torch.tensor([0.1, math.nan]))
 
 
-def test_quantile_w1_warns_when_heavy_tails_may_make_it_infinite():
+def test_quantile_w1_warns_when_heavy_tails_may_make_it_infinite_or_cut():
     # Cauchy against normal: the quantiles differ like 1/(pi u) near 0, so W1 is infinite
-    with pytest.warns(RuntimeWarning, match="may be infinite"):
+    with pytest.warns(RuntimeWarning, match=r"u\^-1.00, which is not integrable"):
         value = wasserstein1_quantile(stats.cauchy().ppf, stats.norm().ppf)
     assert math.isfinite(value)  # the integral up to u = 2^-53, as the warning says
+    # Student t with 1.5 degrees of freedom: finite W1, but its quantile grows like u^(-2/3), so the
+    # part below u = 2^-53 is about 2 eps f(eps) = 1e-5, far above rtol
+    with pytest.warns(RuntimeWarning, match=r"beyond u = 2\^-53, .* is about 1e-05"):
+        wasserstein1_quantile(stats.t(1.5).ppf, stats.norm().ppf)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        # finite cases stay silent: a shift (W1 = 0.5) and a scale (W1 = (2 - 1) E|Z| = sqrt(2/pi))
+        # finite cases stay silent: a shift (W1 = 0.5), a scale (W1 = (2 - 1) E|Z| = sqrt(2/pi)),
+        # lighter tails (t with 3 degrees of freedom: the part cut off is about 1e-11), a shift of
+        # a uniform with a wide tail panel, and one law through two implementations (W1 = 0 up to rounding)
         assert wasserstein1_quantile(stats.norm(0.5).ppf, stats.norm().ppf) == pytest.approx(0.5, rel=1e-9)
         assert wasserstein1_quantile(stats.norm(0, 2).ppf, stats.norm().ppf) == pytest.approx(math.sqrt(2 / math.pi), rel=1e-9)
+        wasserstein1_quantile(stats.t(3).ppf, stats.norm().ppf)
+        assert wasserstein1_quantile(lambda u: u, lambda u: u + 0.3, tail=1e-3) == pytest.approx(0.3, rel=1e-12)
+        normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+        assert wasserstein1_quantile(stats.norm().ppf, normal.icdf) < 1e-14

@@ -24,6 +24,7 @@ per-sample loss registry.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -69,7 +70,10 @@ def gaussian_kernel(a: Tensor, b: Tensor, bandwidths: float | Sequence[float] = 
     # squared distances |a|^2 + |b|^2 - 2 a.b, clamped at 0 (rounding); the gradient of a Gaussian at
     # distance 0 is 0, so the clamp loses nothing
     d2 = (a.square().sum(-1)[..., :, None] + b.square().sum(-1)[..., None, :] - 2.0 * a @ b.transpose(-1, -2)).clamp_min(0.0)
-    return sum(torch.exp(-d2 / (2.0 * h * h)) if h > 1e-150 else torch.exp(-(d2 / h / h) * 0.5) for h in hs)
+    # below sqrt(tiny) of the dtype, 2 h^2 underflows (0/0 at distance 0): then in float64, h by h
+    tiny = math.sqrt(torch.finfo(d2.dtype).tiny)
+    return sum(torch.exp(-d2 / (2.0 * h * h)) if h > tiny else torch.exp(-(d2.double() / h / h) * 0.5).to(d2.dtype)
+               for h in hs)
 
 
 def mmd2(x: Tensor, y: Tensor, bandwidths: float | Sequence[float] = 1.0, unbiased: bool = True) -> Tensor:

@@ -68,7 +68,7 @@ def mode_coverage(
     if x.shape[0] == 0:
         raise ValueError("no samples")
     if not np.isfinite(m).all():
-        raise ValueError("means must be finite")
+        raise ValueError(f"means must be finite; {int((~np.isfinite(m)).sum())} of their {m.size} values are nan or inf")
     if not (np.isfinite(s).all() and (s > 0).all()):
         raise ValueError(f"stds must be finite and > 0; got {s.tolist()}")
     for label, value, ok in (("k", k, lambda v: v > 0), ("min_fraction", min_fraction, lambda v: 0 < v <= 1)):

@@ -58,6 +58,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, Union
@@ -151,6 +152,10 @@ class MemberSpec:
                 raise ValueError(f"{name}={value!r} must be > 0")
         if self.dataset is not None and not isinstance(self.dataset, str):
             raise TypeError(f"dataset={self.dataset!r} must be None or a key (str) of the data mapping")
+        # numpy scalars (accepted above) stored as Python numbers: a saved state then loads with weights_only
+        object.__setattr__(self, "seed", int(self.seed))
+        for name in ("reg_weight", "clip", "lr_d", "lr_g"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     def make_loss(self) -> _losses.GANLoss:
         """The member's :class:`gan_lib.losses.GANLoss`."""
@@ -207,6 +212,9 @@ class EnsembleConfig:
         if len(betas) != 2 or not all(is_real(b) and 0 <= b < 1 for b in betas):
             raise ValueError(f"betas={self.betas!r} must be two real numbers in [0, 1)")
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))  # a list would leave the config unhashable
+        for name in ("batch_size", "n_critic", "width", "depth", "z_dim", "log_every", "epochs", "steps"):
+            if getattr(self, name) is not None:  # numpy integers (accepted above) as Python ints
+                object.__setattr__(self, name, int(getattr(self, name)))
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError):
@@ -446,9 +454,12 @@ class EnsembleResult:
         def bank(b: BatchedMLP) -> dict[str, list[Tensor]]:
             return {"weights": [w.detach().clone() for w in b.weights], "biases": [x.detach().clone() for x in b.biases]}
 
+        def plain(v: Any) -> Any:  # numpy scalars as Python numbers (torch.load(weights_only=True) refuses them)
+            return v.item() if isinstance(v, np.generic) else v
+
         def spec(m: MemberSpec) -> dict[str, Any]:
-            out = dataclasses.asdict(m)
-            out["loss_options"] = dict(m.loss_options)
+            out = {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
+            out["loss_options"] = {str(k): plain(v) for k, v in m.loss_options.items()}
             return out
 
         return {
@@ -515,11 +526,13 @@ def concat_results(results: Sequence[EnsembleResult],
     if positions is None:
         starts = np.cumsum([0] + sizes)
         positions = [list(range(starts[i], starts[i + 1])) for i in range(len(results))]
-    positions = [list(p) for p in positions]
-    for p in positions:
-        if not all(is_integer(i) for i in p):
-            raise ValueError(f"positions must be integers; got {p}")
-    positions = [[int(i) for i in p] for p in positions]
+    def place(i: Any) -> int:
+        try:
+            return operator.index(i)  # ints, numpy and 0-d torch integers; not floats or bools' look-alikes
+        except TypeError:
+            raise ValueError(f"positions must be integers; got {i!r}") from None
+
+    positions = [[place(i) for i in p] for p in positions]
     if [len(p) for p in positions] != sizes:
         raise ValueError(f"positions have lengths {[len(p) for p in positions]}; the results have {sizes} members")
     order = [i for p in positions for i in p]
