@@ -58,7 +58,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lib import losses
-from gan_lib.files import write_json
+from gan_lib.files import cannot_write, write_json
 from gan_lib.train import EnsembleConfig, MemberSpec, retain_freed_memory, train_ensemble
 
 LOSSES = ["non_saturating", "minimax", "lsgan", "hinge", "kl_hinge", "wgan", "ragan", "fgan_kl"]
@@ -317,9 +317,10 @@ def main() -> int:
     parser.add_argument("--malloc", choices=("retain", "default"), default="retain",
                         help="retain: call gan_lib.train.retain_freed_memory() first (default); default: leave glibc as is")
     args = parser.parse_args()
-    seeds = args.seeds or (1 if args.quick else 5)
-    steps = args.steps or (2 if args.quick else 20)
-    pairs = args.pairs or (3 if args.quick else 5)
+    # 0 is refused below, not taken for the default
+    seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
+    steps = args.steps if args.steps is not None else (2 if args.quick else 20)
+    pairs = args.pairs if args.pairs is not None else (3 if args.quick else 5)
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -336,6 +337,12 @@ def main() -> int:
     for name, v in (("seeds", seeds), ("steps", steps), ("pairs", pairs), ("threads", min(thread_counts))):
         if v < 1:
             parser.error(f"--{name}={v} must be >= 1")
+    if len(set(thread_counts)) != len(thread_counts):
+        parser.error(f"--threads={threads_arg!r} names a thread count twice")
+    target = args.out if args.out is not None else Path(__file__).resolve().parent / "results" / "ensemble.json"
+    why = cannot_write(target)  # before minutes of measuring, not after
+    if why is not None:
+        parser.error(f"--out={str(target)!r}: {why}")
 
     retained = retain_freed_memory() if args.malloc == "retain" else False
     print(f"malloc: {args.malloc} ({'glibc thresholds raised' if retained else 'allocator left as it is'})")
@@ -369,9 +376,7 @@ def main() -> int:
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
               "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],
               "pairs_by_threads": rows_by_threads}
-    target = args.out if args.out is not None else Path(__file__).resolve().parent / "results" / "ensemble.json"
-    out_dir = target.resolve().parent
-    out_dir.mkdir(parents=True, exist_ok=True)
+    target.resolve().parent.mkdir(parents=True, exist_ok=True)
     write_json(target, record)
     print(f"wrote {target}")
     return 0

@@ -28,7 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ensemble as bench  # noqa: E402  (the grid, data and sizes of the speed benchmark)
 
-from gan_lib.files import write_json  # noqa: E402
+from gan_lib.files import cannot_write, write_json  # noqa: E402
 from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble  # noqa: E402
 
 # a reshape that returns a view of its input without declaring it in its schema: no kernel either
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds={args.seeds} must be >= 1")
     if args.steps < 2 or args.steps % 2:
         parser.error(f"--steps={args.steps} must be an even number >= 2")
+    if args.out is not None and (why := cannot_write(args.out)) is not None:  # before the counting, not after
+        parser.error(f"--out={str(args.out)!r}: {why}")
     torch.set_num_threads(1)
     x = bench.training_data()
     members = bench.grid(args.seeds)
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the same {len(members)} members all with {first}: {one_loss:.0f} kernels per generator step, "
           f"projection {projected_one_loss:.1f}x")
     if args.out is not None:
+        args.out.resolve().parent.mkdir(parents=True, exist_ok=True)
         write_json(args.out, {"command": " ".join(["python", "benchmarks/ensemble_kernels.py", *sys.argv[1:]]),
                               "members": len(members), "alone": alone, "ensemble": together,
                               "ensemble_ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
@@ -110,4 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\nensemble_kernels.py: interrupted; no result file was written", file=sys.stderr)
+        sys.exit(130)

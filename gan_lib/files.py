@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 __all__ = [
-    "TEMP_MARK", "TEMP_NAME", "atomic_open", "publish", "stale_temporary", "temp_dir", "temp_path", "write_json",
-    "write_text",
+    "TEMP_MARK", "TEMP_NAME", "atomic_open", "cannot_write", "publish", "stale_temporary", "temp_dir", "temp_path",
+    "write_json", "write_text",
 ]
 
 #: What marks a temporary as this library's.
@@ -42,6 +42,37 @@ def temp_path(folder: str | os.PathLike[str], stem: str, suffix: str = "") -> Pa
 def temp_dir(folder: str | os.PathLike[str], stem: str) -> Path:
     """A new, empty, hidden folder in ``folder`` named as :func:`temp_path` names files."""
     return Path(tempfile.mkdtemp(prefix=f".{stem}.{TEMP_MARK}-{os.getpid()}-", dir=folder))
+
+
+def cannot_write(path: str | os.PathLike[str]) -> str | None:
+    """Why no file could be written at ``path`` (a folder there, a parent that is a file, no
+    permission), or ``None`` if one can: found by making any missing parent folders and a
+    temporary file beside ``path``, all removed again. For checking a result path before the
+    work that produces the result."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder"
+    missing, here = [], path.parent
+    while not here.exists() and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    if not here.is_dir():
+        return f"{here} is not a folder"
+    created: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        temp_path(path.parent, "probe").unlink()
+    except OSError as err:
+        return f"cannot write in {path.parent}: {err.strerror or err}"
+    finally:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+    return None
 
 
 def _umask() -> int:

@@ -92,3 +92,18 @@ def test_ctrl_c_leaves_no_file(tmp_path):
     assert "interrupted; no result file was written" in stderr
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "0"], "--seeds=0 must be >= 1"),  # 0 used to be taken for the default
+    (["--pairs", "0", "--quick"], "--pairs=0 must be >= 1"),
+    (["--threads", "1,1"], "names a thread count twice"),
+    (["--out", "{tmp}"], "is a folder"),
+    (["--out", "{tmp}/file.txt/run.json"], "is not a folder"),
+])
+def test_bad_arguments_are_refused_before_any_measuring(tmp_path, args, message):
+    (tmp_path / "file.txt").write_text("")
+    proc = run_script(*[a.format(tmp=tmp_path) for a in args])
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and message in stderr and stdout == "", stderr  # nothing measured
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]

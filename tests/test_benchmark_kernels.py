@@ -52,3 +52,10 @@ def test_script_writes_its_record(tmp_path):
     bad = subprocess.run([sys.executable, str(BENCH / "ensemble_kernels.py"), "--steps", "3"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--steps=3 must be an even number >= 2" in bad.stderr
+
+
+def test_unwritable_out_is_refused_before_counting(tmp_path):
+    (tmp_path / "file.txt").write_text("")
+    proc = subprocess.run([sys.executable, str(BENCH / "ensemble_kernels.py"), "--out", str(tmp_path / "file.txt" / "k.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "is not a folder" in proc.stderr and "kernels per" not in proc.stdout

@@ -430,3 +430,43 @@ def test_figures_reach_the_page_even_with_a_non_inline_backend_in_the_shell(tmp_
     import os
 
     assert os.environ["MPLBACKEND"] == "Agg"  # restored afterwards
+
+
+def test_a_failed_run_removes_the_page_of_an_earlier_good_run(tmp_path: Path) -> None:
+    # the docstring's promise: a failure leaves the failed copy and parameters.json only
+    chapter = tmp_path / "flaky.md"
+    chapter.write_text(profile_only_chapter("A flaky chapter", "assert True"))
+    runs = tmp_path / "runs"
+    folder = book.run_chapter(chapter, {}, runs=runs, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["flaky.html", "flaky.ipynb", "parameters.json"]
+    chapter.write_text(profile_only_chapter("A flaky chapter", 'raise RuntimeError("now it fails")'))
+    with pytest.raises(book.BuildError):
+        book.run_chapter(chapter, {}, runs=runs, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["flaky.failed.ipynb", "parameters.json"]
+
+
+GLUED = profile_only_chapter("A chapter with roles", 'from gan_lib.pipeline.display import glue, glue_text\n'
+                             'glue("n_runs", 12)\nglue("ratio", 0.123456)\nglue_text("label", 2.5, ".2f")') + textwrap.dedent('''
+    It ran {glue:text}`n_runs` runs at ratio {glue:text}`ratio:.3f` and label {glue:text}`label`,
+    as {cite:t}`song2020bridging` do {cite:p}`song2020bridging,nokey`; see {doc}`the intro <../book/intro>`
+    and {glue:text}`never_glued`.
+''')
+
+
+def test_the_run_page_shows_glued_values_and_citations(tmp_path: Path) -> None:
+    # what the book's page shows for these roles, where a plain HTML export would print them raw
+    root = write_book(tmp_path / "book", {"03_roles": GLUED})
+    (root / "_config.yml").write_text("title: tiny\nbibtex_bibfiles:\n  - book/references.bib\n")
+    (root / "book" / "references.bib").write_text(
+        "@misc{song2020bridging,\n  author = {Song, Jiaming and Ermon, Stefano},\n  title = {Bridging},\n  year = {2020}\n}\n")
+    folder = book.run_chapter(root / "notebooks" / "03_roles.md", {}, runs=tmp_path / "runs", progress=False)
+    page = (folder / "03_roles.html").read_text()
+    assert "It ran 12 runs at ratio 0.123 and label 2.50," in page
+    assert "as Song &amp; Ermon (2020) do (Song &amp; Ermon 2020; nokey); see the intro" in page
+    assert "and [never_glued: not computed in this run]." in page  # a name nothing glued says so
+    assert "{cite" not in page and "{doc}" not in page
+    # mathematics offline, as on the book's pages: MathJax from the runs folder, not a CDN
+    from gan_lib.pipeline.sphinx_mathjax import mathjax_source
+
+    assert '<script src="../../_mathjax/tex-svg.js"></script>' in page and "cdnjs.cloudflare.com/ajax/libs/mathjax" not in page
+    assert (tmp_path / "runs" / "_mathjax" / "tex-svg.js").read_bytes() == (mathjax_source() / "tex-svg.js").read_bytes()

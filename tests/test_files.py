@@ -141,3 +141,17 @@ def test_two_writers_at_once_never_show_a_reader_half_a_file(tmp_path: Path) -> 
     assert json.loads(target.read_text())["i"] == 149
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
     assert seen & {0, 1}
+
+
+def test_cannot_write_says_why_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    assert files.cannot_write(tmp_path / "new" / "deeper" / "out.json") is None
+    assert files.cannot_write(tmp_path / "file") is None  # an existing file may be replaced
+    assert files.cannot_write(tmp_path) == f"{tmp_path} is a folder"
+    assert files.cannot_write(tmp_path / "file" / "out.json") == f"{tmp_path / 'file'} is not a folder"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert "cannot write in" in files.cannot_write(locked / "out.json")
+        locked.chmod(0o700)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] + (["locked"] if os.geteuid() != 0 else [])

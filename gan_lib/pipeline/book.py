@@ -64,7 +64,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import yaml
 
-from ..files import TEMP_MARK, publish, stale_temporary, temp_dir, temp_path, write_text
+from ..files import TEMP_MARK, atomic_open, publish, stale_temporary, temp_dir, temp_path, write_text
 
 __all__ = [
     "ChapterResult",
@@ -1487,24 +1487,150 @@ def _run_folder(chapter_runs: Path, parameters: Mapping[str, Any]) -> Path:
     return chapter_runs / _with_digest(name, parameters)
 
 
-def _export_html(ipynb: Path, html: Path) -> None:
+_GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`([^`]+)`")
+_CITE_ROLE = re.compile(r"\{cite(?::(p|t))?\}`([^`]+)`")
+_XREF_ROLE = re.compile(r"\{(?:doc|ref|numref)\}`([^`]+)`")
+_GLUE_MIME = "application/papermill.record/text/plain"
+
+
+def _glued(nb: Any) -> dict[str, str]:
+    """The text form of every value the executed notebook glued (``myst_nb.glue``), by name."""
+    values: dict[str, str] = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is not None and _GLUE_MIME in output.get("data", {}):
+                values[name] = output["data"][_GLUE_MIME]
+    return values
+
+
+def _glue_text(plain: str, fmt: str | None) -> str:
+    """What ``{glue:text}`` shows for a value whose text form is ``plain``: a string without its
+    quotes, a number formatted with ``fmt`` when one is given."""
+    try:
+        value = ast.literal_eval(plain)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return plain
+    if fmt:
+        try:
+            return format(value, fmt)
+        except (TypeError, ValueError):
+            return plain
+    return value if isinstance(value, str) else plain
+
+
+def _bibliography(root: Path | None) -> dict[str, tuple[list[str], str]]:
+    """Surnames and year of every entry of the book's ``bibtex_bibfiles``, by key (empty if none)."""
+    if root is None:
+        return {}
+    import codecs
+
+    import latexcodec  # noqa: F401  (registers the "ulatex" codec)
+    import yaml
+    from pybtex.database import parse_file
+
+    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+    out: dict[str, tuple[list[str], str]] = {}
+    for bib in config.get("bibtex_bibfiles", []) or []:
+        for key, entry in parse_file(str(root / bib)).entries.items():
+            people = entry.persons.get("author") or entry.persons.get("editor") or []
+            names = [codecs.decode(" ".join(p.prelast_names + p.last_names).replace("{", "").replace("}", ""), "ulatex")
+                     for p in people]
+            out[key] = (names, entry.fields.get("year", "n.d."))
+    return out
+
+
+def _citation(keys: str, kind: str | None, bib: Mapping[str, tuple[list[str], str]]) -> str:
+    """``{cite:p}`` as "(Song & Ermon 2020; ...)", ``{cite:t}`` as "Song & Ermon (2020)"; a key
+    the bibliography lacks is shown as it is."""
+    parts = []
+    for key in (k.strip() for k in keys.split(",")):
+        if key not in bib:
+            parts.append(key)
+            continue
+        names, year = bib[key]
+        who = names[0] if len(names) == 1 else " & ".join(names) if len(names) == 2 else f"{names[0]} et al." if names else key
+        parts.append(f"{who} ({year})" if kind == "t" else f"{who} {year}")
+    return "; ".join(parts) if kind == "t" else "(" + "; ".join(parts) + ")"
+
+
+def resolve_roles(nb: Any, root: Path | None = None) -> Any:
+    """A copy of the executed notebook ``nb`` whose Markdown shows what the book's pages show for
+    MyST roles, for readers of a plain HTML export: ``{glue:text}`` and ``{glue}`` roles replaced
+    by the glued values (a name this run did not glue, e.g. a quantity only a longer profile
+    computes, by "[name: not computed in this run]"), ``{cite:p}`` / ``{cite:t}``
+    by author and year from the bibliography of the book at ``root``, and ``{doc}`` / ``{ref}``
+    by their text."""
+    import copy
+
+    glued = _glued(nb)
+    bib = _bibliography(root)
+
+    def glue(match: re.Match[str]) -> str:
+        name, _, fmt = match.group(1).partition(":")
+        return _glue_text(glued[name], fmt or None) if name in glued else f"[{name}: not computed in this run]"
+
+    def xref(match: re.Match[str]) -> str:
+        text = match.group(1)
+        label = re.match(r"(.*?)\s*<[^<>]*>$", text)
+        return label.group(1) if label else text
+
+    out = copy.deepcopy(nb)
+    for cell in out.cells:
+        if cell.cell_type == "markdown":
+            text = _GLUE_ROLE.sub(glue, cell.source)
+            text = _CITE_ROLE.sub(lambda m: _citation(m.group(2), m.group(1), bib), text)
+            cell.source = _XREF_ROLE.sub(xref, text)
+    return out
+
+
+_CDN_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+_MATHJAX_CONFIG = ('<script>window.MathJax = {tex: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], '
+                   'processEscapes: true, tags: "ams"}, svg: {fontCache: "global"}};</script>')
+
+
+def _offline_math(body: str, html: Path, runs: Path) -> str:
+    """``body`` loading MathJax from ``<runs>/_mathjax/tex-svg.js`` (copied there once from the
+    installed MathJax; SVG output needs no font files) instead of nbconvert's CDN, so that the
+    page's mathematics renders without a network, as the book's pages do. Unchanged when MathJax is
+    not installed or the template has no CDN block."""
+    from .sphinx_mathjax import mathjax_source
+
+    try:
+        source = mathjax_source() / "tex-svg.js"
+    except RuntimeError:
+        return body
+    if not _CDN_MATHJAX.search(body) or not source.is_file():
+        return body
+    target = runs / "_mathjax" / "tex-svg.js"
+    if not target.is_file():
+        target.parent.mkdir(exist_ok=True)
+        with atomic_open(target, "wb") as out:
+            out.write(source.read_bytes())
+    src = Path(os.path.relpath(target, html.parent)).as_posix()
+    return _CDN_MATHJAX.sub(lambda _: f'{_MATHJAX_CONFIG}\n<script src="{src}"></script>', body, count=1)
+
+
+def _export_html(ipynb: Path, html: Path, root: Path | None = None, runs: Path | None = None) -> None:
     import warnings
 
     import nbformat
     from nbconvert import HTMLExporter
 
+    nb = resolve_roles(nbformat.read(ipynb, as_version=4), root)
     with warnings.catch_warnings():
         # glued values carry a myst-nb mimetype that plain HTML export does not show; the value's
         # text/plain twin is shown instead, so the warning about it is noise here
         warnings.filterwarnings("ignore", message="Your element with mimetype")
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
-    write_text(html, body)
+        body, _ = HTMLExporter().from_notebook_node(nb)
+    write_text(html, body if runs is None else _offline_math(body, html, runs))
 
 
 def run_chapter(chapter: Path, parameters: Mapping[str, Any], *, runs: Path = Path("runs"), progress: bool = True) -> Path:
     """Re-execute ``chapter`` with ``parameters``; return the run folder holding ``<stem>.ipynb``,
     ``<stem>.html`` and ``parameters.json``. Unknown names and bad values are refused (ValueError)
-    before it runs.
+    before it runs. The page shows the glued numbers and citations (:func:`resolve_roles`) and
+    renders its mathematics offline from ``<runs>/_mathjax/`` (shared by all runs there).
 
     Whatever way it ends, no empty folder and no temporary file is left: a failure leaves the run
     folder with ``<stem>.failed.ipynb`` and ``parameters.json`` only.
@@ -1518,13 +1644,21 @@ def run_chapter(chapter: Path, parameters: Mapping[str, Any], *, runs: Path = Pa
         sweep_stale(folder)
         ipynb = folder / f"{chapter.stem}.ipynb"
         record = json.dumps(json.loads(_canonical(parameters)), indent=2) + "\n"
+        html = folder / f"{chapter.stem}.html"
         try:
             execute_chapter(chapter, ipynb, parameters, cwd=chapter.parent, progress=progress)
         except BuildError:
             if failed_copy(ipynb).exists():
+                # an earlier successful run with these parameters would now sit beside the failure
+                for earlier in (ipynb, html):
+                    earlier.unlink(missing_ok=True)
                 write_text(folder / "parameters.json", record)
             raise
-        _export_html(ipynb, folder / f"{chapter.stem}.html")
+        try:
+            root: Path | None = find_root(chapter.parent)
+        except BuildError:  # a chapter outside a book: no bibliography for its citations
+            root = None
+        _export_html(ipynb, html, root, Path(runs))
         write_text(folder / "parameters.json", record)
         return folder
     except BaseException:
