@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -470,3 +471,13 @@ def test_the_run_page_shows_glued_values_and_citations(tmp_path: Path) -> None:
 
     assert '<script src="../../_mathjax/tex-svg.js"></script>' in page and "cdnjs.cloudflare.com/ajax/libs/mathjax" not in page
     assert (tmp_path / "runs" / "_mathjax" / "tex-svg.js").read_bytes() == (mathjax_source() / "tex-svg.js").read_bytes()
+
+
+def test_chapter_5_refuses_scales_so_small_that_a_cell_would_divide_by_zero() -> None:
+    # each of these ran into a ZeroDivisionError or non-finite samples midway through the chapter
+    chapter = Path(__file__).resolve().parents[1] / "notebooks" / "05_distances.md"
+    nb = book.read_chapter(chapter)
+    for name, value, allowed in [("kernel_bandwidth", 1e-300, "[0.001, 5]"), ("bandwidths", [1e-300], "[0.001, 10]"),
+                                 ("clip", 1e-300, "[1e-06, 1]"), ("clip_values", [1e-300, 2e-300], "[1e-06, 1]")]:
+        with pytest.raises(ValueError, match=re.escape(allowed)):
+            book.check_parameters(nb, {name: value}, cwd=chapter.parent)

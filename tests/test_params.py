@@ -43,3 +43,13 @@ def test_profile_fills_only_none() -> None:
     assert with_profile({"profile": "smoke", "steps": None, "n": 3}, table) == {"profile": "smoke", "steps": 5, "n": 3}
     with pytest.raises(ParameterError, match="profile='gpu'"):
         with_profile({"profile": "gpu", "steps": None}, table)
+
+
+def test_a_string_given_for_a_list_is_told_how_to_write_one() -> None:
+    names = list_of(one_of("mog", "banana"))
+    with pytest.raises(ParameterError) as info:
+        names("datasets", "[mog,banana]")  # what the shell hands over for -p datasets [mog,banana]
+    assert """a Python list in shell quotes, with quoted names, e.g. -p datasets '["mog", "banana"]'""" in str(info.value)
+    with pytest.raises(ParameterError) as info:
+        names("datasets", ["wrong"])  # a list with a bad item needs no advice on the syntax
+    assert "shell quotes" not in str(info.value)

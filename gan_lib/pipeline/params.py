@@ -51,6 +51,7 @@ class Check:
 
     allowed: str
     accept: Callable[[Any], bool]
+    hint: Callable[[Any], str] | None = None  #: more advice for some refused values ("" for none)
 
     def __call__(self, name: str, value: Any) -> Any:
         try:
@@ -58,7 +59,8 @@ class Check:
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise ParameterError(f"parameter {name}={value!r} is not allowed: expected {self.allowed}")
+            extra = self.hint(value) if self.hint is not None else ""
+            raise ParameterError(f"parameter {name}={value!r} is not allowed: expected {self.allowed}{extra}")
         return value
 
 
@@ -130,7 +132,16 @@ def list_of(check: Check, *, min_len: int = 1) -> Check:
     return Check(
         f"a list of at least {min_len} item(s), each {check.allowed}",
         lambda v: isinstance(v, (list, tuple)) and len(v) >= min_len and all(check.accept(x) for x in v),
+        _list_hint,
     )
+
+
+def _list_hint(value: Any) -> str:
+    """For a string where a list was expected (e.g. ``[mog,banana]`` typed without quotes)."""
+    if not isinstance(value, str):
+        return ""
+    return ("; on the command line a list is written as a Python list in shell quotes, with quoted "
+            """names, e.g. -p datasets '["mog", "banana"]' or -p clip_values '[0.01, 0.1]'""")
 
 
 def validate(namespace: Mapping[str, Any], **checks: Check) -> Mapping[str, Any]:
