@@ -26,10 +26,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from gan_lib.validation import integer_number, named
-
-from .ensemble import (Data, EnsembleConfig, EnsembleResult, MemberSpec, _resolve_data, concat_results,
-                       train_ensemble)
+from .ensemble import Data, EnsembleConfig, EnsembleResult, MemberSpec, _checked_inputs, concat_results, train_ensemble
 
 __all__ = ["run_grid", "shard"]
 
@@ -72,20 +69,7 @@ def run_grid(
 
     if not (dist.is_available() and (dist.is_initialized() or _launched())):
         return train_ensemble(members, data, config, progress=progress, snapshot_steps=snapshot_steps)
-    if not members:
-        raise ValueError("members is empty; give at least one MemberSpec")
-    for i, m in enumerate(members):
-        if not isinstance(m, MemberSpec):
-            raise TypeError(f"members[{i}] is a {type(m).__name__}; expected a MemberSpec")
-    if not isinstance(config, EnsembleConfig):
-        raise TypeError(f"config must be an EnsembleConfig; got {type(config).__name__}")
-    x_all, _ = _resolve_data(members, data, torch.device("cpu"), getattr(torch, config.dtype))  # raises on bad data
-    total = config.total_steps(x_all.shape[-2])
-    if isinstance(snapshot_steps, (str, bytes)) or not isinstance(snapshot_steps, Sequence):
-        raise TypeError(f"snapshot_steps={snapshot_steps!r} must be a sequence of generator steps")
-    for s in snapshot_steps:
-        named("snapshot step", s, lambda v: integer_number(v, 1, total))
-    del x_all
+    _checked_inputs(members, data, config, snapshot_steps, torch.device("cpu"))  # raises what train_ensemble would
     cuda = torch.device(config.device).type == "cuda"
     created = not dist.is_initialized()
     if created:

@@ -840,6 +840,27 @@ def _resolve_data(members: Sequence[MemberSpec], data: Data, device: torch.devic
     return torch.stack(sets), False
 
 
+def _checked_inputs(members: Sequence[MemberSpec], data: Data, config: EnsembleConfig,
+                    snapshot_steps: Sequence[int], device: torch.device) -> tuple[Tensor, bool, set[int]]:
+    """What :func:`train_ensemble` checks before it trains (``run_grid`` checks it on every rank):
+    the members, the config, the data (on ``device``, see :func:`_resolve_data`) and the snapshot
+    steps. Returns the data, whether it is shared, and the snapshot steps as a set."""
+    if not members:
+        raise ValueError("members is empty; give at least one MemberSpec")
+    for i, m in enumerate(members):
+        if not isinstance(m, MemberSpec):
+            raise TypeError(f"members[{i}] is a {type(m).__name__}; expected a MemberSpec")
+    if not isinstance(config, EnsembleConfig):
+        raise TypeError(f"config must be an EnsembleConfig; got {type(config).__name__}")
+    x_all, shared = _resolve_data(members, data, device, getattr(torch, config.dtype))
+    total = config.total_steps(x_all.shape[-2])
+    if isinstance(snapshot_steps, (str, bytes)) or not isinstance(snapshot_steps, Sequence):
+        raise TypeError(f"snapshot_steps={snapshot_steps!r} must be a sequence of generator steps")
+    for s in snapshot_steps:
+        named("snapshot step", s, lambda v: integer_number(v, 1, total))
+    return x_all, shared, {int(s) for s in snapshot_steps}
+
+
 # ----------------------------------------------------------------------------------------------
 # The trainer
 # ----------------------------------------------------------------------------------------------
@@ -892,24 +913,12 @@ def train_ensemble(
     :attr:`EnsembleResult.snapshots` (e.g. for a convergence curve from a single run).
     """
     members = tuple(members)
-    if not members:
-        raise ValueError("members is empty; give at least one MemberSpec")
-    for i, m in enumerate(members):
-        if not isinstance(m, MemberSpec):
-            raise TypeError(f"members[{i}] is a {type(m).__name__}; expected a MemberSpec")
-    if not isinstance(config, EnsembleConfig):
-        raise TypeError(f"config must be an EnsembleConfig; got {type(config).__name__}")
-    device = torch.device(config.device)
+    device = torch.device(config.device) if isinstance(config, EnsembleConfig) else torch.device("cpu")
+    x_all, shared, keep = _checked_inputs(members, data, config, snapshot_steps, device)
     dtype = getattr(torch, config.dtype)
-    x_all, shared = _resolve_data(members, data, device, dtype)
     k = len(members)
     n_points, d = x_all.shape[-2], x_all.shape[-1]
     total = config.total_steps(n_points)
-    if isinstance(snapshot_steps, (str, bytes)) or not isinstance(snapshot_steps, Sequence):
-        raise TypeError(f"snapshot_steps={snapshot_steps!r} must be a sequence of generator steps")
-    for s in snapshot_steps:
-        named("snapshot step", s, lambda v: integer_number(v, 1, total))
-    keep = {int(s) for s in snapshot_steps}
     snapshots: dict[int, BatchedMLP] = {}
     bsz, z_dim = config.batch_size, config.z_dim
 
