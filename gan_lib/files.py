@@ -50,21 +50,24 @@ def cannot_write(path: str | os.PathLike[str]) -> str | None:
     temporary file beside ``path``, all removed again. For checking a result path before the
     work that produces the result."""
     path = Path(path)
-    if path.is_dir():
-        return f"{path} is a folder"
-    missing, here = [], path.parent
-    while not here.exists() and here != here.parent:
-        missing.append(here)
-        here = here.parent
-    if not here.is_dir():
-        return f"{here} is not a folder"
     created: list[Path] = []
     try:
+        if path.is_dir():
+            return f"{path} is a folder"
+        missing, here = [], path.parent
+        while not here.exists() and here != here.parent:
+            missing.append(here)
+            here = here.parent
+        if not here.is_dir():
+            return f"{here} is not a folder"
         for folder in reversed(missing):
-            folder.mkdir()
+            try:
+                folder.mkdir()
+            except FileExistsError:  # made meanwhile by someone else: theirs, not ours to remove
+                continue
             created.append(folder)
         temp_path(path.parent, "probe").unlink()
-    except OSError as err:
+    except OSError as err:  # also from is_dir / exists, in a folder this user may not search
         return f"cannot write in {path.parent}: {err.strerror or err}"
     finally:
         for folder in reversed(created):

@@ -447,30 +447,50 @@ def test_a_failed_run_removes_the_page_of_an_earlier_good_run(tmp_path: Path) ->
 
 
 GLUED = profile_only_chapter("A chapter with roles", 'from gan_lib.pipeline.display import glue, glue_text\n'
-                             'glue("n_runs", 12)\nglue("ratio", 0.123456)\nglue_text("label", 2.5, ".2f")') + textwrap.dedent('''
-    It ran {glue:text}`n_runs` runs at ratio {glue:text}`ratio:.3f` and label {glue:text}`label`,
-    as {cite:t}`song2020bridging` do {cite:p}`song2020bridging,nokey`; see {doc}`the intro <../book/intro>`
-    and {glue:text}`never_glued`.
+                             'from IPython.display import Markdown, display\n'
+                             'glue("n_runs", 12)\nglue("ratio", 0.123456)\nglue_text("label", 2.5, ".2f")\n'
+                             'display(Markdown("Shown from code, after {cite:t}`song2020bridging`."))') + textwrap.dedent('''
+    It ran {glue:text}`n_runs` runs at ratio {glue:text}`ratio:.3f` and label {glue:text}`label`
+    ({glue:text}`label:.1f` to one digit), as {cite:t}`song2020bridging` do
+    {cite:p}`song2020bridging,nokey`; see {doc}`the intro <../book/intro>` and {glue:text}`never_glued`.
+    Math: $\\KL(P \\Vert Q)$.
 ''')
 
 
 def test_the_run_page_shows_glued_values_and_citations(tmp_path: Path) -> None:
     # what the book's page shows for these roles, where a plain HTML export would print them raw
     root = write_book(tmp_path / "book", {"03_roles": GLUED})
-    (root / "_config.yml").write_text("title: tiny\nbibtex_bibfiles:\n  - book/references.bib\n")
+    (root / "_config.yml").write_text("title: tiny\nbibtex_bibfiles:\n  - book/references.bib\nsphinx:\n  config:\n"
+                                      "    mathjax3_config:\n      tex:\n        macros:\n          KL: '\\operatorname{KL}'\n")
     (root / "book" / "references.bib").write_text(
         "@misc{song2020bridging,\n  author = {Song, Jiaming and Ermon, Stefano},\n  title = {Bridging},\n  year = {2020}\n}\n")
     folder = book.run_chapter(root / "notebooks" / "03_roles.md", {}, runs=tmp_path / "runs", progress=False)
     page = (folder / "03_roles.html").read_text()
-    assert "It ran 12 runs at ratio 0.123 and label 2.50," in page
-    assert "as Song &amp; Ermon (2020) do (Song &amp; Ermon 2020; nokey); see the intro" in page
+    assert "It ran 12 runs at ratio 0.123 and label 2.50\n(2.5 to one digit), as Song &amp; Ermon (2020) do" in page
+    assert "(Song &amp; Ermon 2020; nokey); see the intro and" in page
+    assert "Shown from code, after Song &amp; Ermon (2020)." in page  # Markdown a code cell displays
     assert "and [never_glued: not computed in this run]." in page  # a name nothing glued says so
-    assert "{cite" not in page and "{doc}" not in page
+    assert "{cite:p}" not in page and "{doc}" not in page  # ({cite:t} stays in the code cell that displays it)
     # mathematics offline, as on the book's pages: MathJax from the runs folder, not a CDN
     from gan_lib.pipeline.sphinx_mathjax import mathjax_source
 
-    assert '<script src="../../_mathjax/tex-svg.js"></script>' in page and "cdnjs.cloudflare.com/ajax/libs/mathjax" not in page
-    assert (tmp_path / "runs" / "_mathjax" / "tex-svg.js").read_bytes() == (mathjax_source() / "tex-svg.js").read_bytes()
+    assert '<script src="../../_mathjax/tex-svg-full.js"></script>' in page and "cdnjs.cloudflare.com/ajax/libs/mathjax" not in page
+    assert '"inlineMath": [["$", "$"]' in page and '"KL": "\\\\operatorname{KL}"' in page  # $...$ and the book's macros
+    copied = tmp_path / "runs" / "_mathjax" / "tex-svg-full.js"
+    assert copied.read_bytes() == (mathjax_source() / "tex-svg-full.js").read_bytes()
+
+
+def test_the_run_page_is_written_when_the_bibliography_or_mathjax_copy_fails(tmp_path: Path) -> None:
+    # both only dress the page: a missing .bib shows the keys, an unwritable _mathjax keeps the CDN
+    root = write_book(tmp_path / "book", {"03_roles": GLUED})
+    (root / "_config.yml").write_text("title: tiny\nbibtex_bibfiles:\n  - book/missing.bib\n")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "_mathjax").write_text("a file where the folder should be")
+    folder = book.run_chapter(root / "notebooks" / "03_roles.md", {}, runs=runs, progress=False)
+    page = (folder / "03_roles.html").read_text()
+    assert "as song2020bridging do" in page and "cdnjs.cloudflare.com/ajax/libs/mathjax" in page
+    assert sorted(p.name for p in folder.iterdir()) == ["03_roles.html", "03_roles.ipynb", "parameters.json"]
 
 
 def test_chapter_5_refuses_scales_so_small_that_a_cell_would_divide_by_zero() -> None:

@@ -1490,7 +1490,6 @@ def _run_folder(chapter_runs: Path, parameters: Mapping[str, Any]) -> Path:
 _GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`([^`]+)`")
 _CITE_ROLE = re.compile(r"\{cite(?::(p|t))?\}`([^`]+)`")
 _XREF_ROLE = re.compile(r"\{(?:doc|ref|numref)\}`([^`]+)`")
-_GLUE_MIME = "application/papermill.record/text/plain"
 
 
 def _glued(nb: Any) -> dict[str, str]:
@@ -1498,45 +1497,50 @@ def _glued(nb: Any) -> dict[str, str]:
     values: dict[str, str] = {}
     for cell in nb.cells:
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name is not None and _GLUE_MIME in output.get("data", {}):
-                values[name] = output["data"][_GLUE_MIME]
+            scrap = output.get("metadata", {}).get("scrapbook", {})
+            key = scrap.get("mime_prefix", "") + "text/plain"  # an empty prefix: glued with display=True
+            if "name" in scrap and key in output.get("data", {}):
+                values[scrap["name"]] = output["data"][key]
     return values
 
 
 def _glue_text(plain: str, fmt: str | None) -> str:
     """What ``{glue:text}`` shows for a value whose text form is ``plain``: a string without its
-    quotes, a number formatted with ``fmt`` when one is given."""
+    quotes, formatted with ``fmt`` when one is given (a string that reads as a number too)."""
     try:
         value = ast.literal_eval(plain)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return plain
     if fmt:
         try:
-            return format(value, fmt)
+            return format(float(value) if isinstance(value, str) else value, fmt)
         except (TypeError, ValueError):
-            return plain
+            pass
     return value if isinstance(value, str) else plain
 
 
 def _bibliography(root: Path | None) -> dict[str, tuple[list[str], str]]:
-    """Surnames and year of every entry of the book's ``bibtex_bibfiles``, by key (empty if none)."""
+    """Surnames and year of every entry of the book's ``bibtex_bibfiles``, by key; empty (with a
+    warning in the log) when there is none or it cannot be read: the citations then show their keys."""
     if root is None:
         return {}
     import codecs
 
     import latexcodec  # noqa: F401  (registers the "ulatex" codec)
-    import yaml
     from pybtex.database import parse_file
 
-    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
     out: dict[str, tuple[list[str], str]] = {}
-    for bib in config.get("bibtex_bibfiles", []) or []:
-        for key, entry in parse_file(str(root / bib)).entries.items():
-            people = entry.persons.get("author") or entry.persons.get("editor") or []
-            names = [codecs.decode(" ".join(p.prelast_names + p.last_names).replace("{", "").replace("}", ""), "ulatex")
-                     for p in people]
-            out[key] = (names, entry.fields.get("year", "n.d."))
+    try:
+        config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+        for bib in config.get("bibtex_bibfiles", []) or []:
+            for key, entry in parse_file(str(root / bib)).entries.items():
+                people = entry.persons.get("author") or entry.persons.get("editor") or []
+                names = [codecs.decode(" ".join(p.prelast_names + p.last_names).replace("{", "").replace("}", ""),
+                                       "ulatex") for p in people]
+                out[key] = (names, entry.fields.get("year", "n.d."))
+    except Exception as err:  # pybtex's errors are its own; the page is still worth having
+        log.warning("citations on the run's page show their keys: the bibliography could not be read (%s)", err)
+        return {}
     return out
 
 
@@ -1555,12 +1559,12 @@ def _citation(keys: str, kind: str | None, bib: Mapping[str, tuple[list[str], st
 
 
 def resolve_roles(nb: Any, root: Path | None = None) -> Any:
-    """A copy of the executed notebook ``nb`` whose Markdown shows what the book's pages show for
-    MyST roles, for readers of a plain HTML export: ``{glue:text}`` and ``{glue}`` roles replaced
-    by the glued values (a name this run did not glue, e.g. a quantity only a longer profile
-    computes, by "[name: not computed in this run]"), ``{cite:p}`` / ``{cite:t}``
-    by author and year from the bibliography of the book at ``root``, and ``{doc}`` / ``{ref}``
-    by their text."""
+    """A copy of the executed notebook ``nb`` whose Markdown (cells, and the Markdown that code
+    cells display) shows what the book's pages show for MyST roles, for readers of a plain HTML
+    export: ``{glue:text}`` and ``{glue}`` roles replaced by the glued values (a name this run did
+    not glue, e.g. a quantity only a longer profile computes, by "[name: not computed in this
+    run]"), ``{cite:p}`` / ``{cite:t}`` by author and year from the bibliography of the book at
+    ``root``, and ``{doc}`` / ``{ref}`` by their text."""
     import copy
 
     glued = _glued(nb)
@@ -1575,40 +1579,70 @@ def resolve_roles(nb: Any, root: Path | None = None) -> Any:
         label = re.match(r"(.*?)\s*<[^<>]*>$", text)
         return label.group(1) if label else text
 
+    def resolved(text: str) -> str:
+        text = _GLUE_ROLE.sub(glue, text)
+        text = _CITE_ROLE.sub(lambda m: _citation(m.group(2), m.group(1), bib), text)
+        return _XREF_ROLE.sub(xref, text)
+
     out = copy.deepcopy(nb)
     for cell in out.cells:
         if cell.cell_type == "markdown":
-            text = _GLUE_ROLE.sub(glue, cell.source)
-            text = _CITE_ROLE.sub(lambda m: _citation(m.group(2), m.group(1), bib), text)
-            cell.source = _XREF_ROLE.sub(xref, text)
+            cell.source = resolved(cell.source)
+        elif cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                if isinstance(data.get("text/markdown"), str):
+                    data["text/markdown"] = resolved(data["text/markdown"])
     return out
 
 
 _CDN_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
-_MATHJAX_CONFIG = ('<script>window.MathJax = {tex: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], '
-                   'processEscapes: true, tags: "ams"}, svg: {fontCache: "global"}};</script>')
+#: The MathJax component the run pages load: TeX input with every extension in one file (a macro
+#: such as \boldsymbol would otherwise load a file not copied, and stop the page's typesetting),
+#: SVG output, which needs no font files.
+_RUN_MATHJAX = "tex-svg-full.js"
 
 
-def _offline_math(body: str, html: Path, runs: Path) -> str:
-    """``body`` loading MathJax from ``<runs>/_mathjax/tex-svg.js`` (copied there once from the
-    installed MathJax; SVG output needs no font files) instead of nbconvert's CDN, so that the
-    page's mathematics renders without a network, as the book's pages do. Unchanged when MathJax is
-    not installed or the template has no CDN block."""
+def _mathjax_settings(root: Path | None) -> str:
+    """The page's ``window.MathJax``: ``$...$`` inline as in the book, and the book's own macros
+    (``sphinx.config.mathjax3_config.tex.macros`` of its ``_config.yml``)."""
+    macros: dict[str, Any] = {}
+    if root is not None:
+        try:
+            config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+            macros = dict(config["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+            macros = {}
+    settings = {"tex": {"inlineMath": [["$", "$"], ["\\(", "\\)"]], "processEscapes": True, "tags": "ams",
+                        "macros": macros},
+                "svg": {"fontCache": "global"}}
+    return f"<script>window.MathJax = {json.dumps(settings)};</script>"
+
+
+def _offline_math(body: str, html: Path, runs: Path, root: Path | None = None) -> str:
+    """``body`` loading MathJax from ``<runs>/_mathjax/`` (copied there once from the installed
+    MathJax) instead of nbconvert's CDN, so that the page's mathematics renders without a network,
+    as the book's pages do. Unchanged (the CDN stays) when MathJax is not installed, the template
+    has no CDN block, or the copy cannot be written (with a warning in the log)."""
     from .sphinx_mathjax import mathjax_source
 
     try:
-        source = mathjax_source() / "tex-svg.js"
+        source = mathjax_source() / _RUN_MATHJAX
     except RuntimeError:
         return body
     if not _CDN_MATHJAX.search(body) or not source.is_file():
         return body
-    target = runs / "_mathjax" / "tex-svg.js"
-    if not target.is_file():
-        target.parent.mkdir(exist_ok=True)
-        with atomic_open(target, "wb") as out:
-            out.write(source.read_bytes())
+    target = runs / "_mathjax" / _RUN_MATHJAX
+    try:
+        if not target.is_file():
+            target.parent.mkdir(exist_ok=True)
+            with atomic_open(target, "wb") as out:
+                out.write(source.read_bytes())
+    except OSError as err:
+        log.warning("the run's page loads MathJax from the network: %s could not be written (%s)", target, err)
+        return body
     src = Path(os.path.relpath(target, html.parent)).as_posix()
-    return _CDN_MATHJAX.sub(lambda _: f'{_MATHJAX_CONFIG}\n<script src="{src}"></script>', body, count=1)
+    return _CDN_MATHJAX.sub(lambda _: f'{_mathjax_settings(root)}\n<script src="{src}"></script>', body, count=1)
 
 
 def _export_html(ipynb: Path, html: Path, root: Path | None = None, runs: Path | None = None) -> None:
@@ -1623,7 +1657,7 @@ def _export_html(ipynb: Path, html: Path, root: Path | None = None, runs: Path |
         # text/plain twin is shown instead, so the warning about it is noise here
         warnings.filterwarnings("ignore", message="Your element with mimetype")
         body, _ = HTMLExporter().from_notebook_node(nb)
-    write_text(html, body if runs is None else _offline_math(body, html, runs))
+    write_text(html, body if runs is None else _offline_math(body, html, runs, root))
 
 
 def run_chapter(chapter: Path, parameters: Mapping[str, Any], *, runs: Path = Path("runs"), progress: bool = True) -> Path:
