@@ -501,3 +501,35 @@ def test_chapter_5_refuses_scales_so_small_that_a_cell_would_divide_by_zero() ->
                                  ("clip", 1e-300, "[1e-06, 1]"), ("clip_values", [1e-300, 2e-300], "[1e-06, 1]")]:
         with pytest.raises(ValueError, match=re.escape(allowed)):
             book.check_parameters(nb, {name: value}, cwd=chapter.parent)
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again(tmp_path: Path, monkeypatch, caplog) -> None:
+    # jupyter_client's report when a kernel dies before its first reply (seen once in CI, two
+    # kernels starting at once on 2 cores): no cell ran, so a second start is the same run
+    import papermill
+
+    real = papermill.execute_notebook
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    chapter = tmp_path / "good.md"
+    chapter.write_text(GOOD)
+    with caplog.at_level(logging.WARNING):
+        book.execute_chapter(chapter, tmp_path / "out" / "good.ipynb", {"steps": 2}, progress=False)
+    assert len(calls) == 2 and "the kernel failed to start" in caplog.text
+    outputs = [o.get("text", "") for c in nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4).cells
+               if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert "squares [0, 1]\n" in outputs
+    # a failure that keeps happening is reported after KERNEL_START_ATTEMPTS starts
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(RuntimeError("Kernel didn't respond in 60 seconds")))
+    with pytest.raises(book.BuildError, match="could not be executed: RuntimeError: Kernel didn't respond"):
+        book.execute_chapter(chapter, tmp_path / "out" / "good.ipynb", {"steps": 2}, progress=False)
+    assert len(calls) == book.KERNEL_START_ATTEMPTS

@@ -562,6 +562,18 @@ def _kernel_overhead(nb, called: float, returned: float) -> tuple[float, float]:
     return max(0.0, min(starts) - called), max(0.0, returned - max(ends))
 
 
+#: Starts of a chapter's kernel before a failure to start is reported (:func:`_kernel_start_failure`).
+KERNEL_START_ATTEMPTS = 3
+
+
+def _kernel_start_failure(err: BaseException) -> bool:
+    """Whether ``err`` is jupyter_client's report that a kernel died, or did not answer, before
+    its first reply: raised while the kernel starts, before any cell runs."""
+    text = str(err)
+    return text.startswith("Kernel died before replying to kernel_info") or (
+        text.startswith("Kernel didn't respond in ") and "heartbeat" not in text)
+
+
 def execute_chapter(
     source: Path,
     output: Path,
@@ -604,23 +616,34 @@ def execute_chapter(
             tmp_in = temp_path(output.parent, source.stem, ".ipynb")
             tmp_out = temp_path(output.parent, source.stem, ".ipynb")
             nbformat.write(prepared, tmp_in)
-            called = time.time()
-            try:
-                pm.execute_notebook(
-                    str(tmp_in),
-                    str(tmp_out),
-                    parameters=None,
-                    kernel_name=KERNEL,
-                    language="python",
-                    progress_bar=progress,
-                    cwd=str(cwd or source.parent),
-                    **options,
-                )
-            except PapermillExecutionError:
-                raise
-            except Exception:  # a dead or missing kernel: its log says why
-                kernel_tail = _log_tail(kernel_log)
-                raise
+            for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+                called = time.time()
+                try:
+                    pm.execute_notebook(
+                        str(tmp_in),
+                        str(tmp_out),
+                        parameters=None,
+                        kernel_name=KERNEL,
+                        language="python",
+                        progress_bar=progress,
+                        cwd=str(cwd or source.parent),
+                        **options,
+                    )
+                except PapermillExecutionError:
+                    raise
+                except RuntimeError as err:
+                    if _kernel_start_failure(err) and attempt < KERNEL_START_ATTEMPTS:
+                        # no cell ran: the kernel died or stayed silent while starting (seen on a
+                        # loaded 2-core machine starting two at once); another start is the same run
+                        log.warning("%s: the kernel failed to start (%s); starting another (%d of %d)",
+                                    source.name, err, attempt + 1, KERNEL_START_ATTEMPTS)
+                        continue
+                    kernel_tail = _log_tail(kernel_log)
+                    raise
+                except Exception:  # a dead or missing kernel: its log says why
+                    kernel_tail = _log_tail(kernel_log)
+                    raise
+                break
             returned = time.time()
         seconds = time.perf_counter() - start
         # Record the run in the notebook so the HTML page and the status page can show it.
