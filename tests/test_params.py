@@ -50,6 +50,8 @@ def test_a_string_given_for_a_list_is_told_how_to_write_one() -> None:
     with pytest.raises(ParameterError) as info:
         names("datasets", "[mog,banana]")  # what the shell hands over for -p datasets [mog,banana]
     assert """a Python list in shell quotes, with quoted names, e.g. -p datasets '["mog", "banana"]'""" in str(info.value)
+    with pytest.raises(ParameterError, match="shell quotes"):
+        optional(names)("datasets", "[mog]")  # the advice survives optional()
     with pytest.raises(ParameterError) as info:
         names("datasets", ["wrong"])  # a list with a bad item needs no advice on the syntax
     assert "shell quotes" not in str(info.value)

@@ -124,7 +124,7 @@ def boolean() -> Check:
 
 def optional(check: Check) -> Check:
     """``None`` (meaning: take the profile's value) or a value passing ``check``."""
-    return Check(f"None (use the profile's value) or {check.allowed}", lambda v: v is None or check.accept(v))
+    return Check(f"None (use the profile's value) or {check.allowed}", lambda v: v is None or check.accept(v), check.hint)
 
 
 def list_of(check: Check, *, min_len: int = 1) -> Check:
