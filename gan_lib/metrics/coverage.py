@@ -20,6 +20,13 @@ __all__ = ["Coverage", "mode_coverage", "pushforward_masses_1d"]
 # ------------------------------------------------------------------------------------------------
 
 
+def check_coverage_options(k: Any, min_fraction: Any) -> None:
+    """Refuse, naming it, a ``k`` that is not a finite number > 0 or a ``min_fraction`` outside ``(0, 1]``."""
+    for label, value, ok in (("k", k, lambda v: v > 0), ("min_fraction", min_fraction, lambda v: 0 < v <= 1)):
+        if not (is_real(value) and math.isfinite(float(value)) and ok(float(value))):
+            raise ValueError(f"{label}={value!r} not allowed; need k > 0 and 0 < min_fraction <= 1 (finite real numbers)")
+
+
 def _array(name: str, value: Any) -> np.ndarray:
     """``value`` (a tensor of any real dtype, an array or nested lists) as a float64 array."""
     if isinstance(value, Tensor):
@@ -71,9 +78,7 @@ def mode_coverage(
         raise ValueError(f"means must be finite; {int((~np.isfinite(m)).sum())} of their {m.size} values are nan or inf")
     if not (np.isfinite(s).all() and (s > 0).all()):
         raise ValueError(f"stds must be finite and > 0; got {s.tolist()}")
-    for label, value, ok in (("k", k, lambda v: v > 0), ("min_fraction", min_fraction, lambda v: 0 < v <= 1)):
-        if not (is_real(value) and math.isfinite(float(value)) and ok(float(value))):
-            raise ValueError(f"{label}={value!r} not allowed; need k > 0 and 0 < min_fraction <= 1 (finite real numbers)")
+    check_coverage_options(k, min_fraction)
     dist = np.linalg.norm(x[:, None, :] - m[None, :, :], axis=-1)  # (n, K)
     inside = dist <= k * s[None, :]
     fractions = inside.mean(axis=0)

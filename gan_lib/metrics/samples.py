@@ -28,9 +28,9 @@ from torch import Tensor
 
 from gan_lib.divergences.quadrature import adaptive_integrate
 from gan_lib.losses.mmd import check_bandwidths, gaussian_kernel
-from gan_lib.validation import boolean, integer_number, is_real, named, real_number
+from gan_lib.validation import boolean, integer_number, named, real_number
 
-from .coverage import mode_coverage
+from .coverage import check_coverage_options, mode_coverage
 
 __all__ = [
     "SONG_ERMON_BANDWIDTH",
@@ -365,9 +365,7 @@ def mixture_quality(samples: Any, dataset: Any, *, k: float = 3.0, min_fraction:
     Computed by :func:`~gan_lib.metrics.coverage.mode_coverage`; ``high_quality`` is one minus its
     ``low_quality``. Non-finite samples count as low quality.
     """
-    for label, value, ok in (("k", k, lambda v: v > 0), ("min_fraction", min_fraction, lambda v: 0 < v <= 1)):
-        if not (is_real(value) and math.isfinite(float(value)) and ok(float(value))):
-            raise ValueError(f"{label}={value!r} not allowed; need k > 0 and 0 < min_fraction <= 1 (finite real numbers)")
+    check_coverage_options(k, min_fraction)  # before the dataset is looked up, as mode_coverage checks them
     if isinstance(dataset, str):
         from gan_lib.data import get  # the 2-D datasets by name (unknown names refused there, with the list)
 

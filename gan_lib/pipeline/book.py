@@ -1542,6 +1542,11 @@ def _glue_text(plain: str, fmt: str | None) -> str:
     return value if isinstance(value, str) else plain
 
 
+def _book_config(root: Path) -> dict[str, Any]:
+    """The book's ``_config.yml`` as a dict (raises ``OSError`` or ``yaml.YAMLError``)."""
+    return yaml.safe_load((root / "_config.yml").read_text()) or {}
+
+
 def _bibliography(root: Path | None) -> dict[str, tuple[list[str], str]]:
     """Surnames and year of every entry of the book's ``bibtex_bibfiles``, by key; empty (with a
     warning in the log) when there is none or it cannot be read: the citations then show their keys."""
@@ -1554,8 +1559,7 @@ def _bibliography(root: Path | None) -> dict[str, tuple[list[str], str]]:
 
     out: dict[str, tuple[list[str], str]] = {}
     try:
-        config = yaml.safe_load((root / "_config.yml").read_text()) or {}
-        for bib in config.get("bibtex_bibfiles", []) or []:
+        for bib in _book_config(root).get("bibtex_bibfiles", []) or []:
             for key, entry in parse_file(str(root / bib)).entries.items():
                 people = entry.persons.get("author") or entry.persons.get("editor") or []
                 names = [codecs.decode(" ".join(p.prelast_names + p.last_names).replace("{", "").replace("}", ""),
@@ -1632,8 +1636,7 @@ def _mathjax_settings(root: Path | None) -> str:
     macros: dict[str, Any] = {}
     if root is not None:
         try:
-            config = yaml.safe_load((root / "_config.yml").read_text()) or {}
-            macros = dict(config["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"])
+            macros = dict(_book_config(root)["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"])
         except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
             macros = {}
     settings = {"tex": {"inlineMath": [["$", "$"], ["\\(", "\\)"]], "processEscapes": True, "tags": "ams",

@@ -801,12 +801,12 @@ def _resolve_data(members: Sequence[MemberSpec], data: Data, device: torch.devic
             raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (N, d) with N >= 1")
         if not x.is_floating_point():
             raise ValueError(f"{name} has dtype {x.dtype}; it must hold finite floating-point numbers")
-        if not bool(torch.isfinite(x).all()):
-            bad = int((~torch.isfinite(x)).sum())
-            raise ValueError(f"{name} must hold finite floating-point numbers; {bad} of its {x.numel()} values are nan or inf")
         out = x.to(device=device, dtype=dtype)
-        if not bool(torch.isfinite(out).all()):  # finite in a wider dtype, beyond the range of the training one
-            big = float(x.abs().max())
+        if not bool(torch.isfinite(out).all()):  # one pass over the data when it is fine; why it is not, after
+            if not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).sum())
+                raise ValueError(f"{name} must hold finite floating-point numbers; {bad} of its {x.numel()} values are nan or inf")
+            big = float(x.abs().max())  # finite in a wider dtype, beyond the range of the training one
             raise ValueError(f"{name} holds values up to {big:.3g} in absolute value, beyond the range of "
                              f"{dtype} (largest {torch.finfo(dtype).max:.3g}) in which the members train")
         return out
@@ -841,10 +841,11 @@ def _resolve_data(members: Sequence[MemberSpec], data: Data, device: torch.devic
 
 
 def _checked_inputs(members: Sequence[MemberSpec], data: Data, config: EnsembleConfig,
-                    snapshot_steps: Sequence[int], device: torch.device) -> tuple[Tensor, bool, set[int]]:
+                    snapshot_steps: Sequence[int], device: torch.device | None = None) -> tuple[Tensor, bool, set[int]]:
     """What :func:`train_ensemble` checks before it trains (``run_grid`` checks it on every rank):
-    the members, the config, the data (on ``device``, see :func:`_resolve_data`) and the snapshot
-    steps. Returns the data, whether it is shared, and the snapshot steps as a set."""
+    the members, the config, the data (on ``device``, default the config's; see
+    :func:`_resolve_data`) and the snapshot steps. Returns the data, whether it is shared, and the
+    snapshot steps as a set."""
     if not members:
         raise ValueError("members is empty; give at least one MemberSpec")
     for i, m in enumerate(members):
@@ -852,7 +853,8 @@ def _checked_inputs(members: Sequence[MemberSpec], data: Data, config: EnsembleC
             raise TypeError(f"members[{i}] is a {type(m).__name__}; expected a MemberSpec")
     if not isinstance(config, EnsembleConfig):
         raise TypeError(f"config must be an EnsembleConfig; got {type(config).__name__}")
-    x_all, shared = _resolve_data(members, data, device, getattr(torch, config.dtype))
+    x_all, shared = _resolve_data(members, data, torch.device(config.device) if device is None else device,
+                                  getattr(torch, config.dtype))
     total = config.total_steps(x_all.shape[-2])
     if isinstance(snapshot_steps, (str, bytes)) or not isinstance(snapshot_steps, Sequence):
         raise TypeError(f"snapshot_steps={snapshot_steps!r} must be a sequence of generator steps")
@@ -913,8 +915,8 @@ def train_ensemble(
     :attr:`EnsembleResult.snapshots` (e.g. for a convergence curve from a single run).
     """
     members = tuple(members)
-    device = torch.device(config.device) if isinstance(config, EnsembleConfig) else torch.device("cpu")
-    x_all, shared, keep = _checked_inputs(members, data, config, snapshot_steps, device)
+    x_all, shared, keep = _checked_inputs(members, data, config, snapshot_steps)
+    device = torch.device(config.device)
     dtype = getattr(torch, config.dtype)
     k = len(members)
     n_points, d = x_all.shape[-2], x_all.shape[-1]
