@@ -1,0 +1,188 @@
+"""Does batching change the training? Each member of an ensemble against the same member trained alone,
+on a chosen device.
+
+    python benchmarks/ensemble_agreement.py [--device cpu|cuda[:i]] [--steps S] [--out FILE]
+
+``tests/test_ensemble.py`` checks, on the CPU, that member ``k`` of a mixed ensemble follows a
+hand-written PyTorch loop. On a GPU the batched products may use other kernels than the products
+of one member, so this script repeats the comparison where it runs: a mixed ensemble of 9 members
+(8 losses; no regulariser, spectral norm, gradient penalty, R1 and clipping; RMSprop and Adam; two
+datasets) trained with ``train_ensemble`` on ``--device``, then each member trained alone with
+``train_ensemble([member])`` on the same device. Each member's noise and batch orders come from its
+own generator on that device, so the two runs see the same draws and differ only by how the
+arithmetic is batched.
+
+It reports, per member, the largest difference between the two runs' parameters (generator and
+raw critic weights and biases) over the largest distance the lone run's parameters travelled from
+their common start, and the largest relative difference of the logged losses, in float64 (where
+rounding differences stay far below the optimisers' ``eps``) and in float32, with the tensor
+where the parameters differ most. Tolerances: 1e-8 in float64, 1e-4 in float32. In float32 only
+members whose gradients have no identically-zero entries are checked, as in the test: a WGAN
+critic's output bias (and a hinge critic's, while every sample is inside the margin) gets a
+gradient that is zero up to rounding, which RMSprop scales up to steps of about the learning rate,
+so two runs that round differently part; those members are trained and reported, unchecked.
+For scale, each member is also trained alone on the data moved up by one unit in the last place
+(in the training dtype): the difference that makes, over the same distance, is how far rounding
+alone carries that member (``one_ulp_data_change_over_distance_moved``); the unchecked members are
+the ones it carries far. Exits 1 if a checked member exceeds its tolerance. ``--out`` writes a JSON record (temporary
+file, then renamed) with the command, the machine and every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from gan_lib.files import cannot_write, write_json
+from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble
+from gan_lib.train.ensemble import _init_members
+
+MIXED = [
+    MemberSpec("non_saturating", seed=11, lr_d=2e-3, lr_g=1e-3, dataset="a"),
+    MemberSpec("kl_hinge", seed=12, regulariser="spectral_norm", lr_d=3e-3, lr_g=2e-3, dataset="a"),
+    MemberSpec("wgan", seed=13, regulariser="gp", reg_weight=5.0, lr_d=1e-3, dataset="b"),
+    MemberSpec("hinge", seed=14, regulariser="clip", clip=0.05, lr_d=4e-3, lr_g=3e-3, dataset="a"),
+    MemberSpec("lsgan", seed=15, regulariser="r1", reg_weight=2.0, lr_d=2e-3, dataset="b"),
+    MemberSpec("ragan", seed=16, regulariser="spectral_norm", lr_g=5e-3, dataset="b"),
+    MemberSpec("fgan_kl", seed=17, loss_options={"clamp": True}, lr_d=1e-3, lr_g=1e-3, dataset="a"),
+    MemberSpec("chi2_hinge", seed=18, lr_d=5e-4, lr_g=3e-3, dataset="b"),
+    MemberSpec("kl_hinge", seed=19, loss_options={"detach_weights": True}, lr_d=2e-3, dataset="b"),
+]
+# float32, checked: members whose gradients have no identically-zero entries. A WGAN critic's
+# output bias has a gradient that is zero up to rounding (it cancels between the real and the fake
+# mean), and RMSprop turns that rounding noise into steps of about the learning rate, so two runs
+# whose products round differently part there; a hinge critic's output bias likewise while every
+# sample is inside the margin. Those members are trained and reported in float32 too, unchecked,
+# with the tensor where they differ most.
+FLOAT32 = [MIXED[0], MemberSpec("non_saturating", seed=21, regulariser="gp", reg_weight=5.0, lr_d=2e-3, dataset="b"),
+           MIXED[4], MIXED[6]]
+FLOAT32_UNCHECKED = [MIXED[2], MIXED[3]]
+TOLERANCE = {"float64": 1e-8, "float32": 1e-4}
+NAMES = [f"{net}.{kind}[{layer}]" for net in ("generator", "critic") for layer in range(3) for kind in ("weight", "bias")]
+
+
+def blobs(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    """Two Gaussian blobs at (+-2, 0) + shift, sd 0.3, drawn on the CPU (the same points on any device)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[2.0, 0.0], [-2.0, 0.0]]) + shift
+    return centres[torch.randint(0, 2, (n,), generator=g)] + 0.3 * torch.randn(n, 2, generator=g)
+
+
+def parameters(result, k: int) -> list[torch.Tensor]:
+    """Member ``k``'s generator and raw critic weights and biases, in float64 on the CPU."""
+    out = []
+    for bank in (result.generator, result.critic):
+        for w, b in zip(bank.weights, bank.biases):
+            out += [w[k].detach().double().cpu(), b[k].detach().double().cpu()]
+    return out
+
+
+def initial_parameters(specs: list[MemberSpec], cfg: EnsembleConfig) -> list[list[torch.Tensor]]:
+    """Each member's weights before training: ``train_ensemble`` draws them on the CPU from a
+    generator seeded with the member's seed (its ``_init_members``), whatever the device."""
+    gens = [torch.Generator().manual_seed(int(s.seed)) for s in specs]
+    generator, critic, _, _ = _init_members(specs, cfg, 2, gens)
+    start = SimpleNamespace(generator=generator, critic=critic)  # the two banks, as parameters() reads them
+    return [parameters(start, k) for k in range(len(specs))]
+
+
+def compare(specs: list[MemberSpec], data: dict[str, torch.Tensor], cfg: EnsembleConfig) -> list[dict[str, object]]:
+    """Train ``specs`` as one ensemble and one at a time; one row of differences per member."""
+    t0 = time.perf_counter()
+    together = train_ensemble(specs, data, cfg, progress=False)
+    seconds_together = time.perf_counter() - t0
+    starts = initial_parameters(specs, cfg)
+    # the same data moved by one unit in the last place: how far rounding alone moves each member
+    dtype = getattr(torch, cfg.dtype)
+    nudged = {name: torch.nextafter(x.to(dtype), torch.full_like(x, float("inf"), dtype=dtype)) for name, x in data.items()}
+    rows = []
+    for k, spec in enumerate(specs):
+        alone = train_ensemble([spec], data, cfg, progress=False)
+        got, want = parameters(together, k), parameters(alone, 0)
+        other = parameters(train_ensemble([spec], nudged, cfg, progress=False), 0)
+        init = [t.to(torch.float64) for t in starts[k]]
+        moved = max(float((w - s).abs().max()) for w, s in zip(want, init))
+        errors = [float((g - w).abs().max()) for g, w in zip(got, want)]
+        err = max(errors)
+        ulp = max(float((o - w).abs().max()) for o, w in zip(other, want))
+        losses_got = np.concatenate([together.history.d_loss[:, k], together.history.g_loss[:, k]])
+        losses_want = np.concatenate([alone.history.d_loss[:, 0], alone.history.g_loss[:, 0]])
+        loss_err = float(np.max(np.abs(losses_got - losses_want) / np.maximum(np.abs(losses_want), 1e-3)))
+        rows.append({"member": k, "loss": spec.loss, "regulariser": spec.regulariser, "dtype": cfg.dtype,
+                     "param_error_over_distance_moved": err / moved if moved > 0 else float("inf"),
+                     "distance_moved": moved, "loss_relative_error": loss_err,
+                     "one_ulp_data_change_over_distance_moved": ulp / moved if moved > 0 else float("inf"),
+                     "largest_at": NAMES[int(np.argmax(errors))] if len(errors) == len(NAMES) else int(np.argmax(errors))})
+    rows[0]["seconds_ensemble"] = seconds_together
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", type=str, default="cpu", help="cpu (default), cuda or cuda:i")
+    parser.add_argument("--steps", type=int, default=30, help="generator steps per member (default 30)")
+    parser.add_argument("--out", type=Path, default=None, help="write a JSON record here")
+    args = parser.parse_args()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device={args.device!r} is not a device name: cpu, cuda or cuda:i")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device={args.device!r}: only cpu and cuda are supported")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device={args.device!r}: this torch ({torch.__version__}) sees no CUDA device")
+    if args.steps < 2:
+        parser.error(f"--steps={args.steps} must be >= 2")
+    if args.out is not None and (why := cannot_write(args.out)) is not None:
+        parser.error(f"--out={str(args.out)!r}: {why}")
+
+    data = {"a": blobs(150, 0), "b": blobs(150, 1, shift=0.5)}
+    rows: list[dict[str, object]] = []
+    for dtype, optimiser, specs, checked in (("float64", "rmsprop", MIXED, True), ("float64", "adam", MIXED, True),
+                                             ("float32", "rmsprop", FLOAT32, True),
+                                             ("float32", "rmsprop", FLOAT32_UNCHECKED, False)):
+        common = dict(batch_size=64, n_critic=2, width=16, depth=2, z_dim=2, optimiser=optimiser, betas=(0.5, 0.9),
+                      device=str(device), dtype=dtype)
+        cfg = EnsembleConfig(steps=args.steps, log_every=max(1, args.steps // 5), **common)
+        for row in compare(specs, data, cfg):
+            row["optimiser"] = optimiser
+            row["checked"] = checked
+            rows.append(row)
+
+    print(f"{'member':>6s} {'loss':>15s} {'regulariser':>13s} {'dtype':>8s} {'optimiser':>9s}"
+          f" {'params err/moved':>17s} {'losses rel err':>15s} {'1-ulp data/moved':>17s}  largest at")
+    failed = 0
+    for r in rows:
+        tol = TOLERANCE[str(r["dtype"])]
+        bad = r["checked"] and (float(r["param_error_over_distance_moved"]) > tol or float(r["loss_relative_error"]) > tol)
+        failed += bad
+        print(f"{r['member']:6d} {r['loss']:>15s} {str(r['regulariser']):>13s} {r['dtype']:>8s} {r['optimiser']:>9s}"
+              f" {r['param_error_over_distance_moved']:17.2e} {r['loss_relative_error']:15.2e}"
+              f" {r['one_ulp_data_change_over_distance_moved']:17.2e}  {r['largest_at']}"
+              + ("  OVER" if bad else "" if r["checked"] else "  (not checked)"))
+    worst = {d: max(max(float(r["param_error_over_distance_moved"]), float(r["loss_relative_error"]))
+                    for r in rows if r["dtype"] == d and r["checked"]) for d in TOLERANCE}
+    print(f"{device}: largest difference ensemble vs alone: float64 {worst['float64']:.1e} (tolerance "
+          f"{TOLERANCE['float64']:.0e}), float32 {worst['float32']:.1e} (tolerance {TOLERANCE['float32']:.0e}); "
+          f"{failed} of {sum(bool(r['checked']) for r in rows)} checked rows over")
+    if args.out is not None:
+        record = {"command": " ".join(["python", "benchmarks/ensemble_agreement.py", *sys.argv[1:]]),
+                  "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
+                  "host": platform.node(), "device": str(device),
+                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                  "steps": args.steps, "tolerance": TOLERANCE, "worst": worst, "rows_over": failed, "rows": rows}
+        args.out.resolve().parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, record)
+        print(f"wrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
