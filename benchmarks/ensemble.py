@@ -371,7 +371,7 @@ def main() -> int:
                                            "optimiser": "rmsprop", "lr": LR, "batch": BATCH, "n_critic": N_CRITIC,
                                            "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS},
               "malloc": {"mode": args.malloc, "retained": retained},
-              "torch": torch.__version__, "cpus": os.cpu_count(), "host": platform.node(), "cpu_model": cpu_model(),
+              "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(), "host": platform.node(), "cpu_model": cpu_model(),
               "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
               "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],

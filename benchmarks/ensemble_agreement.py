@@ -14,18 +14,24 @@ arithmetic is batched.
 
 It reports, per member, the largest difference between the two runs' parameters (generator and
 raw critic weights and biases) over the largest distance the lone run's parameters travelled from
-their common start, and the largest relative difference of the logged losses, in float64 (where
-rounding differences stay far below the optimisers' ``eps``) and in float32, with the tensor
-where the parameters differ most. Tolerances: 1e-8 in float64, 1e-4 in float32. In float32 only
-members whose gradients have no identically-zero entries are checked, as in the test: a WGAN
-critic's output bias (and a hinge critic's, while every sample is inside the margin) gets a
-gradient that is zero up to rounding, which RMSprop scales up to steps of about the learning rate,
-so two runs that round differently part; those members are trained and reported, unchecked.
+their common start, the largest relative difference of the logged losses, and the tensor where the
+parameters differ most: in float64 with RMSprop and with Adam, and in float32 likewise (the 9
+members and one more with spectral norm alone). Tolerances: 1e-8 in float64, 1e-4 in float32.
+
 For scale, each member is also trained alone on the data moved up by one unit in the last place
-(in the training dtype): the difference that makes, over the same distance, is how far rounding
-alone carries that member (``one_ulp_data_change_over_distance_moved``); the unchecked members are
-the ones it carries far. Exits 1 if a checked member exceeds its tolerance. ``--out`` writes a JSON record (temporary
-file, then renamed) with the command, the machine and every number.
+(in the training dtype). How far that carries it, over the same distance
+(``one_ulp_data_change_over_distance_moved``), is how far rounding alone carries that member; a
+member whose scale reaches the tolerance is trained and reported but not checked, since any two
+runs that round differently part that far. In float32 that leaves out, on this CPU, the hinge-type
+losses (hinge with clipping, KL- and chi2-hinge, RaGAN) and WGAN-GP. For WGAN and hinge losses the
+loss's gradient with respect to each critic value is the same +-1/n for every sample (the hinge's
+while inside the margin), so the bias gradient of a last-hidden-layer unit that stays on one side of the
+LeakyReLU's kink over the whole batch cancels between the real and the fake term, leaving rounding
+noise that RMSprop and Adam, dividing each gradient by its running size, turn into full-size steps;
+for the others the cause has not been traced. In float64 every member is checked. A NaN fails the check.
+
+Exits 3 if a checked member exceeds its tolerance (2 for bad arguments). ``--out`` writes a JSON
+record (temporary file, then renamed) with the command, the machine and every number.
 """
 
 from __future__ import annotations
@@ -40,9 +46,12 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from gan_lib.files import cannot_write, write_json
-from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble
-from gan_lib.train.ensemble import _init_members
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ensemble import cpu_model  # noqa: E402  (the processor's name, as the speed benchmark records it)
+
+from gan_lib.files import cannot_write, write_json  # noqa: E402
+from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble  # noqa: E402
+from gan_lib.train.ensemble import _init_members  # noqa: E402
 
 MIXED = [
     MemberSpec("non_saturating", seed=11, lr_d=2e-3, lr_g=1e-3, dataset="a"),
@@ -55,15 +64,8 @@ MIXED = [
     MemberSpec("chi2_hinge", seed=18, lr_d=5e-4, lr_g=3e-3, dataset="b"),
     MemberSpec("kl_hinge", seed=19, loss_options={"detach_weights": True}, lr_d=2e-3, dataset="b"),
 ]
-# float32, checked: members whose gradients have no identically-zero entries. A WGAN critic's
-# output bias has a gradient that is zero up to rounding (it cancels between the real and the fake
-# mean), and RMSprop turns that rounding noise into steps of about the learning rate, so two runs
-# whose products round differently part there; a hinge critic's output bias likewise while every
-# sample is inside the margin. Those members are trained and reported in float32 too, unchecked,
-# with the tensor where they differ most.
-FLOAT32 = [MIXED[0], MemberSpec("non_saturating", seed=21, regulariser="gp", reg_weight=5.0, lr_d=2e-3, dataset="b"),
-           MIXED[4], MIXED[6]]
-FLOAT32_UNCHECKED = [MIXED[2], MIXED[3]]
+# float32 adds a spectral-norm member the float64 list has only with hinge-type losses
+FLOAT32 = MIXED + [MemberSpec("non_saturating", seed=22, regulariser="spectral_norm", lr_d=2e-3, dataset="b")]
 TOLERANCE = {"float64": 1e-8, "float32": 1e-4}
 NAMES = [f"{net}.{kind}[{layer}]" for net in ("generator", "critic") for layer in range(3) for kind in ("weight", "bias")]
 
@@ -111,6 +113,7 @@ def compare(specs: list[MemberSpec], data: dict[str, torch.Tensor], cfg: Ensembl
         moved = max(float((w - s).abs().max()) for w, s in zip(want, init))
         errors = [float((g - w).abs().max()) for g, w in zip(got, want)]
         err = max(errors)
+        where = None if not err > 0 else NAMES[int(np.argmax(errors))] if len(errors) == len(NAMES) else int(np.argmax(errors))
         ulp = max(float((o - w).abs().max()) for o, w in zip(other, want))
         losses_got = np.concatenate([together.history.d_loss[:, k], together.history.g_loss[:, k]])
         losses_want = np.concatenate([alone.history.d_loss[:, 0], alone.history.g_loss[:, 0]])
@@ -119,7 +122,7 @@ def compare(specs: list[MemberSpec], data: dict[str, torch.Tensor], cfg: Ensembl
                      "param_error_over_distance_moved": err / moved if moved > 0 else float("inf"),
                      "distance_moved": moved, "loss_relative_error": loss_err,
                      "one_ulp_data_change_over_distance_moved": ulp / moved if moved > 0 else float("inf"),
-                     "largest_at": NAMES[int(np.argmax(errors))] if len(errors) == len(NAMES) else int(np.argmax(errors))})
+                     "largest_at": where})
     rows[0]["seconds_ensemble"] = seconds_together
     return rows
 
@@ -145,15 +148,15 @@ def main() -> int:
 
     data = {"a": blobs(150, 0), "b": blobs(150, 1, shift=0.5)}
     rows: list[dict[str, object]] = []
-    for dtype, optimiser, specs, checked in (("float64", "rmsprop", MIXED, True), ("float64", "adam", MIXED, True),
-                                             ("float32", "rmsprop", FLOAT32, True),
-                                             ("float32", "rmsprop", FLOAT32_UNCHECKED, False)):
+    for dtype, optimiser, specs in (("float64", "rmsprop", MIXED), ("float64", "adam", MIXED),
+                                    ("float32", "rmsprop", FLOAT32), ("float32", "adam", FLOAT32)):
         common = dict(batch_size=64, n_critic=2, width=16, depth=2, z_dim=2, optimiser=optimiser, betas=(0.5, 0.9),
                       device=str(device), dtype=dtype)
         cfg = EnsembleConfig(steps=args.steps, log_every=max(1, args.steps // 5), **common)
         for row in compare(specs, data, cfg):
             row["optimiser"] = optimiser
-            row["checked"] = checked
+            # checked unless rounding alone carries the member as far as the tolerance (NaN: checked)
+            row["checked"] = not float(row["one_ulp_data_change_over_distance_moved"]) >= TOLERANCE[dtype]
             rows.append(row)
 
     print(f"{'member':>6s} {'loss':>15s} {'regulariser':>13s} {'dtype':>8s} {'optimiser':>9s}"
@@ -161,14 +164,16 @@ def main() -> int:
     failed = 0
     for r in rows:
         tol = TOLERANCE[str(r["dtype"])]
-        bad = r["checked"] and (float(r["param_error_over_distance_moved"]) > tol or float(r["loss_relative_error"]) > tol)
+        bad = r["checked"] and not (float(r["param_error_over_distance_moved"]) <= tol
+                                    and float(r["loss_relative_error"]) <= tol)  # NaN is bad
         failed += bad
         print(f"{r['member']:6d} {r['loss']:>15s} {str(r['regulariser']):>13s} {r['dtype']:>8s} {r['optimiser']:>9s}"
               f" {r['param_error_over_distance_moved']:17.2e} {r['loss_relative_error']:15.2e}"
               f" {r['one_ulp_data_change_over_distance_moved']:17.2e}  {r['largest_at']}"
               + ("  OVER" if bad else "" if r["checked"] else "  (not checked)"))
-    worst = {d: max(max(float(r["param_error_over_distance_moved"]), float(r["loss_relative_error"]))
-                    for r in rows if r["dtype"] == d and r["checked"]) for d in TOLERANCE}
+    worst = {d: max((max(float(r["param_error_over_distance_moved"]), float(r["loss_relative_error"]))
+                     for r in rows if r["dtype"] == d and r["checked"]), default=float("nan"),
+                    key=lambda v: float("inf") if v != v else v) for d in TOLERANCE}
     print(f"{device}: largest difference ensemble vs alone: float64 {worst['float64']:.1e} (tolerance "
           f"{TOLERANCE['float64']:.0e}), float32 {worst['float32']:.1e} (tolerance {TOLERANCE['float32']:.0e}); "
           f"{failed} of {sum(bool(r['checked']) for r in rows)} checked rows over")
@@ -176,12 +181,13 @@ def main() -> int:
         record = {"command": " ".join(["python", "benchmarks/ensemble_agreement.py", *sys.argv[1:]]),
                   "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
                   "host": platform.node(), "device": str(device),
-                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                  "python": platform.python_version(),
+                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
                   "steps": args.steps, "tolerance": TOLERANCE, "worst": worst, "rows_over": failed, "rows": rows}
         args.out.resolve().parent.mkdir(parents=True, exist_ok=True)
         write_json(args.out, record)
         print(f"wrote {args.out}")
-    return 1 if failed else 0
+    return 3 if failed else 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import statistics
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -48,12 +48,18 @@ class _Count(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def ops_per_step(members: list[MemberSpec], x: torch.Tensor, steps: int) -> dict[str, float]:
-    """Calls of each non-view operator per generator step of ``train_ensemble(members, x, ...)``."""
+def ops_per_step(members: list[MemberSpec], x: torch.Tensor | Mapping[str, torch.Tensor], steps: int,
+                 config: Callable[[int], EnsembleConfig] | None = None) -> dict[str, float]:
+    """Calls of each non-view operator per generator step of ``train_ensemble(members, x, ...)``.
+
+    ``config(s)`` gives the :class:`EnsembleConfig` of an ``s``-step run (default: the speed
+    benchmark's sizes); ``x`` is the training data, one tensor or a mapping, as ``train_ensemble``
+    takes it."""
     counts = []
     for s in (steps // 2, steps):
-        cfg = EnsembleConfig(steps=s, batch_size=bench.BATCH, n_critic=bench.N_CRITIC, optimiser="rmsprop",
-                             width=bench.WIDTH, depth=bench.DEPTH, z_dim=bench.Z_DIM, log_every=s)
+        cfg = config(s) if config is not None else EnsembleConfig(
+            steps=s, batch_size=bench.BATCH, n_critic=bench.N_CRITIC, optimiser="rmsprop", width=bench.WIDTH,
+            depth=bench.DEPTH, z_dim=bench.Z_DIM, log_every=s)
         mode = _Count()
         with mode:
             train_ensemble(members, x, cfg, progress=False)
@@ -63,9 +69,10 @@ def ops_per_step(members: list[MemberSpec], x: torch.Tensor, steps: int) -> dict
     return {op: n for op, n in per_step.items() if n}
 
 
-def kernels_per_step(members: list[MemberSpec], x: torch.Tensor, steps: int) -> float:
-    """Non-view operators per generator step of ``train_ensemble(members, x, ...)``."""
-    return float(sum(ops_per_step(members, x, steps).values()))
+def kernels_per_step(members: list[MemberSpec], x: torch.Tensor | Mapping[str, torch.Tensor], steps: int,
+                     config: Callable[[int], EnsembleConfig] | None = None) -> float:
+    """Non-view operators per generator step of ``train_ensemble(members, x, ...)`` (see :func:`ops_per_step`)."""
+    return float(sum(ops_per_step(members, x, steps, config).values()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ that it can fail, and the script as a user runs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -34,32 +35,86 @@ def test_start_is_the_reference_loops_start():
             torch.testing.assert_close(got.reshape(ref.shape), ref, rtol=0, atol=0)
 
 
-def test_a_member_compared_with_another_is_far_off():
-    # the measure is not blind: the same member with another seed differs by more than its own travel
-    cfg = EnsembleConfig(batch_size=64, n_critic=2, width=16, depth=2, z_dim=2, steps=3, log_every=1, dtype="float64")
-    data = {"a": agree.blobs(150, 0), "b": agree.blobs(150, 1, shift=0.5)}
-    spec = agree.MIXED[0]
-    rows = agree.compare([spec], data, cfg)
-    assert rows[0]["param_error_over_distance_moved"] < 1e-12
-    other = type(spec)(**{**spec.__dict__, "seed": spec.seed + 100})
-    a = agree.parameters(agree.train_ensemble([spec], data, cfg, progress=False), 0)
-    b = agree.parameters(agree.train_ensemble([other], data, cfg, progress=False), 0)
-    assert max(float((x - y).abs().max()) for x, y in zip(a, b)) > rows[0]["distance_moved"]
+SMALL = dict(batch_size=64, n_critic=2, width=16, depth=2, z_dim=2, steps=3, log_every=1, dtype="float64")
+DATA = {"a": agree.blobs(150, 0), "b": agree.blobs(150, 1, shift=0.5)}
 
 
-def test_script_writes_its_record_and_fails_over_tolerance(tmp_path, monkeypatch):
+def test_two_members_agree_with_their_lone_runs():
+    rows = agree.compare(agree.MIXED[:2], DATA, EnsembleConfig(**SMALL))
+    assert [r["member"] for r in rows] == [0, 1]
+    for r in rows:
+        assert r["distance_moved"] > 0 and r["param_error_over_distance_moved"] < 1e-8
+        assert r["loss_relative_error"] < 1e-8 and r["one_ulp_data_change_over_distance_moved"] < 1e-8
+
+
+def test_the_measure_sees_a_wrong_lone_run(monkeypatch):
+    # if "alone" trained something else (here: another seed), compare() must report it far off
+    real = agree.train_ensemble
+
+    def wrong_alone(specs, data, cfg, **kw):
+        if len(specs) == 1:
+            specs = [dataclasses.replace(specs[0], seed=specs[0].seed + 100)]
+        return real(specs, data, cfg, **kw)
+
+    monkeypatch.setattr(agree, "train_ensemble", wrong_alone)
+    for r in agree.compare(agree.MIXED[:2], DATA, EnsembleConfig(**SMALL)):
+        assert r["param_error_over_distance_moved"] > 1 and r["largest_at"] in agree.NAMES
+
+
+def fake_rows(*rows):
+    """compare() stand-in: the given (param error, loss error, one-ulp scale) for every run."""
+    def compare(specs, data, cfg):
+        return [{"member": k, "loss": "x", "regulariser": "none", "dtype": cfg.dtype,
+                 "param_error_over_distance_moved": e, "loss_relative_error": le,
+                 "one_ulp_data_change_over_distance_moved": u, "distance_moved": 1.0, "largest_at": None}
+                for k, (e, le, u) in enumerate(rows)]
+    return compare
+
+
+@pytest.mark.parametrize("rows, code", [
+    ([(1e-12, 1e-12, 1e-12)], 0),
+    ([(1e-12, 1e-12, 1e-12), (float("nan"), 0.0, 1e-12)], 3),     # a NaN fails
+    ([(1e-12, 1e-12, 1e-12), (0.5, 0.5, 0.5)], 0),                 # rounding alone moves it that far: unchecked
+    ([(1e-12, 1e-12, 1e-12), (0.5, 0.0, 1e-12)], 3),               # it does not: over
+    ([(1e-12, 1e-12, float("nan"))], 0),                           # a NaN scale keeps the row checked
+    ([(1e-12, 1e-12, float("nan")), (1e-3, 0.0, float("nan"))], 3),
+])
+def test_exit_code_and_worst(rows, code, monkeypatch, tmp_path):
+    monkeypatch.setattr(agree, "compare", fake_rows(*rows))
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", ["ensemble_agreement.py", "--out", str(out)])
+    assert agree.main() == code
+    record = json.loads(out.read_text())
+    checked = [r for r in record["rows"] if r["checked"]]
+    assert record["rows_over"] == (code == 3) * len(agree.TOLERANCE) * 2
+    assert all(r["checked"] == (not r["one_ulp_data_change_over_distance_moved"] >= 1e-4) for r in record["rows"]
+               if r["dtype"] == "float32")
+    if code == 0:
+        assert record["worst"]["float32"] == max(r["param_error_over_distance_moved"] for r in checked
+                                                 if r["dtype"] == "float32")
+
+
+def test_script_writes_its_record_and_fails_a_wrong_lone_run(tmp_path, monkeypatch):
     out = tmp_path / "agreement.json"
     proc = subprocess.run([sys.executable, str(BENCH / "ensemble_agreement.py"), "--steps", "3", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
-    assert record["device"] == "cpu" and record["rows_over"] == 0
-    assert len(record["rows"]) == 2 * len(agree.MIXED) + len(agree.FLOAT32) + len(agree.FLOAT32_UNCHECKED)
+    assert record["device"] == "cpu" and record["rows_over"] == 0 and record["python"]
+    assert len(record["rows"]) == 2 * len(agree.MIXED) + 2 * len(agree.FLOAT32)
     assert record["worst"]["float64"] < 1e-8 and record["worst"]["float32"] < 1e-4
-    # with no tolerance at all, rounding differences fail it: exit 1
-    monkeypatch.setattr(agree, "TOLERANCE", {"float64": 0.0, "float32": 0.0})
+    assert all(r["checked"] for r in record["rows"] if r["dtype"] == "float64")
+    # lone runs that train something else (another seed) fail it: exit 3
+    real = agree.train_ensemble
+
+    def wrong_alone(specs, data, cfg, **kw):
+        if len(specs) == 1:
+            specs = [dataclasses.replace(specs[0], seed=specs[0].seed + 100)]
+        return real(specs, data, cfg, **kw)
+
+    monkeypatch.setattr(agree, "train_ensemble", wrong_alone)
     monkeypatch.setattr(sys, "argv", ["ensemble_agreement.py", "--steps", "3"])
-    assert agree.main() == 1
+    assert agree.main() == 3
 
 
 @pytest.mark.parametrize("args, message", [(["--steps", "1"], "--steps=1 must be >= 2"),
