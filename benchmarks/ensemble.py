@@ -302,6 +302,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_argument(parser: argparse.ArgumentParser, text: str) -> torch.device:
+    """``--device`` as a torch device: cpu, or cuda / cuda:i where torch sees a GPU; else the
+    parser's error (exit 2) naming the value and what is allowed."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        parser.error(f"--device={text!r} is not a device name: cpu, cuda or cuda:i")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device={text!r}: only cpu and cuda are supported")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device={text!r}: this torch ({torch.__version__}) sees no CUDA device")
+    return device
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small version: 1 seed per loss, 2 steps, 3 pairs")
@@ -321,14 +335,7 @@ def main() -> int:
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
     steps = args.steps if args.steps is not None else (2 if args.quick else 20)
     pairs = args.pairs if args.pairs is not None else (3 if args.quick else 5)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        parser.error(f"--device={args.device!r} is not a device name: cpu, cuda or cuda:i")
-    if device.type not in ("cpu", "cuda"):
-        parser.error(f"--device={args.device!r}: only cpu and cuda are supported")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device={args.device!r}: this torch ({torch.__version__}) sees no CUDA device")
+    device = device_argument(parser, args.device)
     threads_arg = args.threads if args.threads is not None else ("1" if device.type == "cuda" else "1,2")
     try:
         thread_counts = [int(t) for t in threads_arg.split(",")]

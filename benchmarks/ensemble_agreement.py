@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ensemble import cpu_model  # noqa: E402  (the processor's name, as the speed benchmark records it)
+from ensemble import cpu_model, device_argument  # noqa: E402  (shared with the speed benchmark)
 
 from gan_lib.files import cannot_write, write_json  # noqa: E402
 from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble  # noqa: E402
@@ -133,14 +133,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30, help="generator steps per member (default 30)")
     parser.add_argument("--out", type=Path, default=None, help="write a JSON record here")
     args = parser.parse_args()
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        parser.error(f"--device={args.device!r} is not a device name: cpu, cuda or cuda:i")
-    if device.type not in ("cpu", "cuda"):
-        parser.error(f"--device={args.device!r}: only cpu and cuda are supported")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device={args.device!r}: this torch ({torch.__version__}) sees no CUDA device")
+    device = device_argument(parser, args.device)
     if args.steps < 2:
         parser.error(f"--steps={args.steps} must be >= 2")
     if args.out is not None and (why := cannot_write(args.out)) is not None:

@@ -18,7 +18,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import ensemble_agreement as agree  # noqa: E402
 
-from gan_lib.train import EnsembleConfig  # noqa: E402
+from gan_lib.train import EnsembleConfig, train_ensemble  # noqa: E402
 
 
 def test_start_is_the_reference_loops_start():
@@ -47,15 +47,15 @@ def test_two_members_agree_with_their_lone_runs():
         assert r["loss_relative_error"] < 1e-8 and r["one_ulp_data_change_over_distance_moved"] < 1e-8
 
 
+def wrong_alone(specs, data, cfg, **kw):
+    """train_ensemble, except that a lone member trains with another seed: a lone run that is wrong."""
+    if len(specs) == 1:
+        specs = [dataclasses.replace(specs[0], seed=specs[0].seed + 100)]
+    return train_ensemble(specs, data, cfg, **kw)
+
+
 def test_the_measure_sees_a_wrong_lone_run(monkeypatch):
     # if "alone" trained something else (here: another seed), compare() must report it far off
-    real = agree.train_ensemble
-
-    def wrong_alone(specs, data, cfg, **kw):
-        if len(specs) == 1:
-            specs = [dataclasses.replace(specs[0], seed=specs[0].seed + 100)]
-        return real(specs, data, cfg, **kw)
-
     monkeypatch.setattr(agree, "train_ensemble", wrong_alone)
     for r in agree.compare(agree.MIXED[:2], DATA, EnsembleConfig(**SMALL)):
         assert r["param_error_over_distance_moved"] > 1 and r["largest_at"] in agree.NAMES
@@ -105,13 +105,6 @@ def test_script_writes_its_record_and_fails_a_wrong_lone_run(tmp_path, monkeypat
     assert record["worst"]["float64"] < 1e-8 and record["worst"]["float32"] < 1e-4
     assert all(r["checked"] for r in record["rows"] if r["dtype"] == "float64")
     # lone runs that train something else (another seed) fail it: exit 3
-    real = agree.train_ensemble
-
-    def wrong_alone(specs, data, cfg, **kw):
-        if len(specs) == 1:
-            specs = [dataclasses.replace(specs[0], seed=specs[0].seed + 100)]
-        return real(specs, data, cfg, **kw)
-
     monkeypatch.setattr(agree, "train_ensemble", wrong_alone)
     monkeypatch.setattr(sys, "argv", ["ensemble_agreement.py", "--steps", "3"])
     assert agree.main() == 3
