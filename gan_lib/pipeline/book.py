@@ -1682,8 +1682,56 @@ def _export_html(ipynb: Path, html: Path, root: Path | None = None, runs: Path |
         # glued values carry a myst-nb mimetype that plain HTML export does not show; the value's
         # text/plain twin is shown instead, so the warning about it is noise here
         warnings.filterwarnings("ignore", message="Your element with mimetype")
-        body, _ = HTMLExporter().from_notebook_node(nb)
+        exporter = HTMLExporter()
+        # nbconvert counts images without alt text before _figure_alt_text fills in the book's
+        # own; what is still missing after that is reported below instead
+        quiet = _DropMessage("Alternative text is missing")
+        exporter.log.addFilter(quiet)
+        try:
+            body, _ = exporter.from_notebook_node(nb)
+        finally:
+            exporter.log.removeFilter(quiet)
+    body, missing = _figure_alt_text(nb, body)
+    if missing:
+        log.warning("%d image(s) on the run's page have no alt text (their cells set no mystnb.image.alt)", missing)
     write_text(html, body if runs is None else _offline_math(body, html, runs, root))
+
+
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+_NO_ALT = "No description has been provided"  # nbconvert's placeholder
+
+
+def _figure_alt_text(nb: Any, body: str) -> tuple[str, int]:
+    """The book's alt text (a cell's ``mystnb.image.alt``) on the images of that cell in an exported
+    page, and how many images are left with nbconvert's placeholder (its template gives SVG figures
+    no alt text). Cells are found by the ``cell-id=`` anchors the template writes."""
+    from bs4 import BeautifulSoup
+
+    alts = {}
+    for cell in nb.cells:
+        image = (cell.get("metadata", {}).get("mystnb") or {}).get("image") or {}
+        if cell.get("id") and isinstance(image, dict) and isinstance(image.get("alt"), str):
+            alts[f"cell-id={cell['id']}"] = image["alt"]
+    soup = BeautifulSoup(body, features="html.parser")
+    changed = False
+    for anchor, alt in alts.items():
+        div = soup.find(id=anchor)
+        for img in div.find_all("img") if div is not None else ():
+            if not img.get("alt") or img["alt"].startswith(_NO_ALT):
+                img["alt"] = alt
+                changed = True
+    missing = sum(1 for img in soup.find_all("img") if not img.get("alt") or img["alt"].startswith(_NO_ALT))
+    return (str(soup) if changed else body), missing
 
 
 def run_chapter(chapter: Path, parameters: Mapping[str, Any], *, runs: Path = Path("runs"), progress: bool = True) -> Path:
