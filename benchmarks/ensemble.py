@@ -72,6 +72,27 @@ def training_data(seed: int = 0) -> torch.Tensor:
     return torch.stack([4.0 * sign, torch.zeros(N_POINTS)], dim=1) + 0.5 * torch.randn(N_POINTS, DIM, generator=g)
 
 
+RECORDS = Path(__file__).resolve().parent / "records"
+
+
+def grid_config(steps: int, width: int = WIDTH, device: str = "cpu") -> EnsembleConfig:
+    """The grid's protocol for a ``steps``-step run (RMSprop, batch 256, 5 critic steps, depth 2)."""
+    return EnsembleConfig(batch_size=BATCH, n_critic=N_CRITIC, optimiser="rmsprop", steps=steps, width=width,
+                          depth=DEPTH, z_dim=Z_DIM, log_every=steps, device=device)
+
+
+def numbered_records(pattern: str, folder: Path = RECORDS) -> list[tuple[int, Path]]:
+    """``(N, path)`` of the files ``folder/pattern`` whose names end in ``-N``, in order of N
+    (``gpu.sh N`` numbers its records so); other names are left out."""
+    found = [(int(f.stem.rsplit("-", 1)[1]), f) for f in folder.glob(pattern) if f.stem.rsplit("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda nf: nf[0])
+
+
+def seconds_per_step(record: dict[str, Any]) -> float:
+    """One generator step of a record's ensemble: the median over repeats of its time, per step."""
+    return statistics.median(r["ensemble_s"] for r in record["pairs"]) / record["summary"]["steps"]
+
+
 def grid(seeds: int) -> list[MemberSpec]:
     return [MemberSpec(loss, seed=100 * i + s, regulariser="spectral_norm", lr_d=LR, lr_g=LR,
                        label=f"{loss}/{s}") for i, loss in enumerate(LOSSES) for s in range(seeds)]
@@ -188,8 +209,7 @@ def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int
     torch.set_num_threads(threads)
     k = len(members)
     device = x.device
-    cfg = EnsembleConfig(batch_size=BATCH, n_critic=N_CRITIC, optimiser="rmsprop", steps=steps, width=WIDTH,
-                         depth=DEPTH, z_dim=Z_DIM, log_every=steps, device=str(device))
+    cfg = grid_config(steps, device=str(device))
     flops = k * matmul_flops(steps, N_POINTS)
 
     def run_ensemble() -> None:

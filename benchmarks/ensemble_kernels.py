@@ -57,9 +57,7 @@ def ops_per_step(members: list[MemberSpec], x: torch.Tensor | Mapping[str, torch
     takes it."""
     counts = []
     for s in (steps // 2, steps):
-        cfg = config(s) if config is not None else EnsembleConfig(
-            steps=s, batch_size=bench.BATCH, n_critic=bench.N_CRITIC, optimiser="rmsprop", width=bench.WIDTH,
-            depth=bench.DEPTH, z_dim=bench.Z_DIM, log_every=s)
+        cfg = (config or bench.grid_config)(s)
         mode = _Count()
         with mode:
             train_ensemble(members, x, cfg, progress=False)
