@@ -1,7 +1,7 @@
 """Speed of ``gan_lib.train.train_ensemble``: a grid of small GANs as one ensemble or one at a time.
 
     python benchmarks/ensemble.py [--quick] [--threads 1,2] [--pairs P] [--steps S] [--seeds N] [--malloc retain|default]
-                                  [--device cpu|cuda[:i]] [--out FILE]
+                                  [--device cpu|cuda[:i]] [--compile-losses] [--out FILE]
 
 The grid is Song & Ermon's 2-D setting: 8 losses x ``--seeds`` seeds (40 members by default), G
 2->100->100->2 and D 2->100->100->1 with LeakyReLU(0.2), spectral norm on every critic layer,
@@ -32,6 +32,9 @@ CPU time) and the ensemble's fraction of the bmm peak, both ways. Writes
 ``benchmarks/results/ensemble.json``, or ``--out FILE`` (temporary file, then renamed; with the
 command line, the UTC time and the machine; ``summary`` holds the first
 thread count's results, ``summary["by_threads"]`` every one's) and prints the tables.
+``--compile-losses`` trains the ensemble and each member alone with
+``EnsembleConfig(compile_losses=True)``: the losses of all the members' loss groups fused by
+``torch.compile`` (compiled in a warm-up outside the clock; the plain loop stays eager).
 ``--quick`` is a small version (8 members, a few steps; seconds). ``--malloc retain`` (the default)
 first calls :func:`gan_lib.train.retain_freed_memory`, for the whole run (all three ways and the
 peaks): freed activations are reused instead of faulting in fresh pages every step;
@@ -75,10 +78,10 @@ def training_data(seed: int = 0) -> torch.Tensor:
 RECORDS = Path(__file__).resolve().parent / "records"
 
 
-def grid_config(steps: int, width: int = WIDTH, device: str = "cpu") -> EnsembleConfig:
+def grid_config(steps: int, width: int = WIDTH, device: str = "cpu", compile_losses: bool = False) -> EnsembleConfig:
     """The grid's protocol for a ``steps``-step run (RMSprop, batch 256, 5 critic steps, depth 2)."""
     return EnsembleConfig(batch_size=BATCH, n_critic=N_CRITIC, optimiser="rmsprop", steps=steps, width=width,
-                          depth=DEPTH, z_dim=Z_DIM, log_every=steps, device=device)
+                          depth=DEPTH, z_dim=Z_DIM, log_every=steps, device=device, compile_losses=compile_losses)
 
 
 def numbered_records(pattern: str, folder: Path = RECORDS) -> list[tuple[int, Path]]:
@@ -203,13 +206,13 @@ def sync(device: torch.device) -> None:
 
 
 def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int, pairs: int, quick: bool,
-            plain: bool) -> tuple[dict[str, object], list[dict[str, object]]]:
+            plain: bool, compile_losses: bool = False) -> tuple[dict[str, object], list[dict[str, object]]]:
     """The three ways timed ``pairs`` times with ``threads`` torch threads, then the peaks, all on
     ``x``'s device; (summary, rows)."""
     torch.set_num_threads(threads)
     k = len(members)
     device = x.device
-    cfg = grid_config(steps, device=str(device))
+    cfg = grid_config(steps, device=str(device), compile_losses=compile_losses)
     flops = k * matmul_flops(steps, N_POINTS)
 
     def run_ensemble() -> None:
@@ -231,6 +234,12 @@ def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int
     train_ensemble(members, x, warm, progress=False)
     train_ensemble(members[:1], x, warm, progress=False)
     plain_loop(members[0], x, 1)
+    compile_start = time.perf_counter()
+    if compile_losses:  # compile outside the clock: the ensemble's loss functions and each loss's alone
+        train_ensemble(members, x, cfg, progress=False)
+        for loss in dict.fromkeys(m.loss for m in members):
+            train_ensemble([next(m for m in members if m.loss == loss)], x, cfg, progress=False)
+    compile_seconds = time.perf_counter() - compile_start
 
     peaks = Peaks(k, device)
     names = list(ways)
@@ -268,7 +277,9 @@ def measure(threads: int, members: list[MemberSpec], x: torch.Tensor, steps: int
 
     summary: dict[str, object] = {"members": k, "steps": steps, "pairs": pairs, "threads": torch.get_num_threads(),
                                   "seconds": time.perf_counter() - wall_start, "load_average_after": os.getloadavg(),
-                                  "matmul_gflop_per_run": flops / 1e9, "peak_gflops": peak}
+                                  "matmul_gflop_per_run": flops / 1e9, "peak_gflops": peak,
+                                  "compile_losses": compile_losses,
+                                  "compile_warm_up_seconds": compile_seconds if compile_losses else None}
     for clock, label in (("", "wall"), ("_cpu", "cpu")):
         speedups = [float(r[f"speedup{clock}"]) for r in rows]  # type: ignore[arg-type]
         gflops = med(f"ensemble_gflops{clock}")
@@ -346,6 +357,8 @@ def main() -> int:
                         help="torch thread counts, comma-separated, each measured in turn (default 1,2; on a GPU 1)")
     parser.add_argument("--device", type=str, default="cpu", help="cpu (default), cuda or cuda:i")
     parser.add_argument("--no-plain", action="store_true", help="skip the hand-written single-model loop")
+    parser.add_argument("--compile-losses", action="store_true",
+                        help="EnsembleConfig(compile_losses=True) for the ensemble and one at a time (compiled in the warm-up)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the JSON record (default benchmarks/results/ensemble.json)")
     parser.add_argument("--malloc", choices=("retain", "default"), default="retain",
@@ -379,7 +392,7 @@ def main() -> int:
     rows_by_threads: dict[str, list[dict[str, object]]] = {}
     for threads in thread_counts:
         by_threads[str(threads)], rows_by_threads[str(threads)] = measure(
-            threads, members, x, steps, pairs, args.quick, not args.no_plain)
+            threads, members, x, steps, pairs, args.quick, not args.no_plain, args.compile_losses)
     for threads in thread_counts:
         report(by_threads[str(threads)])
     print(f"\n{'threads':>8s}{'speed-up wall':>15s}{'speed-up CPU':>14s}{'bmm peak wall':>15s}{'paired':>8s}")
@@ -396,7 +409,8 @@ def main() -> int:
               "command": " ".join(["python", "benchmarks/ensemble.py", *sys.argv[1:]]),
               "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "grid": {"losses": LOSSES, "seeds": seeds, "regulariser": "spectral_norm",
                                            "optimiser": "rmsprop", "lr": LR, "batch": BATCH, "n_critic": N_CRITIC,
-                                           "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS},
+                                           "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS,
+                                           "compile_losses": args.compile_losses},
               "malloc": {"mode": args.malloc, "retained": retained},
               "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(), "host": platform.node(), "cpu_model": cpu_model(),
               "device": str(device),

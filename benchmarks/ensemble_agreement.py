@@ -1,7 +1,7 @@
 """Does batching change the training? Each member of an ensemble against the same member trained alone,
 on a chosen device.
 
-    python benchmarks/ensemble_agreement.py [--device cpu|cuda[:i]] [--steps S] [--out FILE]
+    python benchmarks/ensemble_agreement.py [--device cpu|cuda[:i]] [--steps S] [--compile-losses] [--out FILE]
 
 ``tests/test_ensemble.py`` checks, on the CPU, that member ``k`` of a mixed ensemble follows a
 hand-written PyTorch loop. On a GPU the batched products may use other kernels than the products
@@ -29,6 +29,11 @@ while inside the margin), so the bias gradient of a last-hidden-layer unit that 
 LeakyReLU's kink over the whole batch cancels between the real and the fake term, leaving rounding
 noise that RMSprop and Adam, dividing each gradient by its running size, turn into full-size steps;
 for the others the cause has not been traced. In float64 every member is checked. A NaN fails the check.
+
+``--compile-losses`` trains both ways with ``EnsembleConfig(compile_losses=True)`` (the losses
+through ``torch.compile``, as ``benchmarks/ensemble.py --compile-losses`` times them): the members'
+loss functions are then compiled once for the ensemble and once per member alone, different fused
+kernels that must still agree.
 
 Exits 3 if a checked member exceeds its tolerance (2 for bad arguments). ``--out`` writes a JSON
 record (temporary file, then renamed) with the command, the machine and every number.
@@ -131,6 +136,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", type=str, default="cpu", help="cpu (default), cuda or cuda:i")
     parser.add_argument("--steps", type=int, default=30, help="generator steps per member (default 30)")
+    parser.add_argument("--compile-losses", action="store_true",
+                        help="train with EnsembleConfig(compile_losses=True), the ensemble and each member alone")
     parser.add_argument("--out", type=Path, default=None, help="write a JSON record here")
     args = parser.parse_args()
     device = device_argument(parser, args.device)
@@ -144,7 +151,7 @@ def main() -> int:
     for dtype, optimiser, specs in (("float64", "rmsprop", MIXED), ("float64", "adam", MIXED),
                                     ("float32", "rmsprop", FLOAT32), ("float32", "adam", FLOAT32)):
         common = dict(batch_size=64, n_critic=2, width=16, depth=2, z_dim=2, optimiser=optimiser, betas=(0.5, 0.9),
-                      device=str(device), dtype=dtype)
+                      device=str(device), dtype=dtype, compile_losses=args.compile_losses)
         cfg = EnsembleConfig(steps=args.steps, log_every=max(1, args.steps // 5), **common)
         for row in compare(specs, data, cfg):
             row["optimiser"] = optimiser
@@ -176,7 +183,7 @@ def main() -> int:
                   "host": platform.node(), "device": str(device),
                   "python": platform.python_version(),
                   "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
-                  "steps": args.steps, "tolerance": TOLERANCE, "worst": worst, "rows_over": failed, "rows": rows}
+                  "steps": args.steps, "compile_losses": args.compile_losses, "tolerance": TOLERANCE, "worst": worst, "rows_over": failed, "rows": rows}
         args.out.resolve().parent.mkdir(parents=True, exist_ok=True)
         write_json(args.out, record)
         print(f"wrote {args.out}")

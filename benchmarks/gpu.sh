@@ -16,6 +16,8 @@
 # is left (a part with under a minute left is skipped). PARTS (default "agreement ensemble
 # scaling") picks the parts, DEVICE (default cuda) the device, PYTHON (default python3) the Python
 # that has torch, numpy, scipy and tqdm; gan_lib is imported from this checkout. N defaults to 1.
+# COMPILE_LOSSES=1 gives every part --compile-losses (EnsembleConfig(compile_losses=True): the
+# members' losses fused by torch.compile; the ensemble part then takes about a minute more to compile).
 # An existing record for N is never overwritten (the script refuses). The terminal output goes to
 # benchmarks/records/logs/*-gpu-N.log, and with $OUT set (the device
 # tool) the records and logs written by this call are also copied there. Exit status: 0 if every
@@ -27,6 +29,13 @@ device=${DEVICE:-cuda}
 budget=${SECONDS_LEFT:-420}
 parts=${PARTS:-agreement ensemble scaling}
 scaling_pairs=${SCALING_PAIRS:-1}
+compile_flag=()
+case ${COMPILE_LOSSES:-0} in
+    0) ;;
+    1) compile_flag=(--compile-losses) ;;
+    *) echo "gpu.sh: COMPILE_LOSSES=${COMPILE_LOSSES} must be 0 or 1" >&2
+       exit 2 ;;
+esac
 for v in "$n" "$budget" "$scaling_pairs"; do
     if ! [[ $v =~ ^[0-9]+$ ]] || [ "$v" -lt 1 ]; then
         echo "gpu.sh: N, SECONDS_LEFT and SCALING_PAIRS must be whole numbers >= 1 (got N=$n SECONDS_LEFT=$budget SCALING_PAIRS=$scaling_pairs)" >&2
@@ -78,9 +87,9 @@ for part in $parts; do  # never overwrite a record: an earlier call's would pass
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv || true
 $py -c "import platform, torch, numpy, scipy, tqdm; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')" || exit 1
-want agreement && run agreement 60 $py benchmarks/ensemble_agreement.py --device "$device" --out "$rec/agreement-gpu-$n.json"
-want ensemble && run ensemble 60 $py benchmarks/ensemble.py --device "$device" --out "$rec/ensemble-gpu-$n.json"
-want scaling && run scaling $((110 * scaling_pairs)) $py benchmarks/ensemble.py --device "$device" --seeds 25 \
+want agreement && run agreement 60 $py benchmarks/ensemble_agreement.py --device "$device" "${compile_flag[@]}" --out "$rec/agreement-gpu-$n.json"
+want ensemble && run ensemble 60 $py benchmarks/ensemble.py --device "$device" "${compile_flag[@]}" --out "$rec/ensemble-gpu-$n.json"
+want scaling && run scaling $((110 * scaling_pairs)) $py benchmarks/ensemble.py --device "$device" "${compile_flag[@]}" --seeds 25 \
     --pairs "$scaling_pairs" --no-plain --out "$rec/scaling-gpu-$n.json"
 if [ -n "${OUT:-}" ] && [ "${#written[@]}" -gt 0 ]; then
     cp "${written[@]}" "$OUT"/

@@ -244,6 +244,42 @@ def test_float32_members_follow_their_loops():
                             tol=1e-5)  # observed <= 5e-6
 
 
+def test_compiled_losses_follow_the_plain_pytorch_loop():
+    """``compile_losses=True``: the nine mixed members (eight loss groups, not stored group by group)
+    with their losses fused by torch.compile still follow the hand-written single-model loop."""
+    cfg = EnsembleConfig(optimiser="rmsprop", dtype="float64", compile_losses=True, **{**CFG, "steps": 4})
+    result = train_ensemble(MIXED, DATA, cfg, progress=False)
+    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+
+
+def test_full_width_losses_keep_other_members_rows_out_of_the_gradients():
+    """The compiled path evaluates every group's loss on all rows and keeps each member's own row;
+    a WGAN critic value of 1e4 (``exp`` of it is inf in float32) beside an f-GAN KL member must not
+    reach the f-GAN's terms: values and gradients equal the group-by-group evaluation's, all finite."""
+    from gan_lib.train.ensemble import _full_width_loss_functions, _group_losses, _GroupSplit, _loss_functions
+
+    members = [MemberSpec("wgan", seed=0), MemberSpec("fgan_kl", seed=1), MemberSpec("kl_hinge", seed=2),
+               MemberSpec("wgan", seed=3), MemberSpec("ragan", seed=4)]
+    groups = _group_losses(members)
+    split = _GroupSplit(groups, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(5, 2 * 16, generator=g)
+    out[0] = 1e4  # the first WGAN member's critic: far outside exp's float32 range
+    d_real = torch.randn(5, 16, generator=g)
+    results = []
+    for fns in (_loss_functions(groups, split), _full_width_loss_functions(groups, split, 5, torch.device("cpu"))):
+        x = out.clone().requires_grad_(True)
+        d_vec = fns[0](x)
+        (grad_d,) = torch.autograd.grad(d_vec.sum(), x)
+        fake = out[:, 16:].clone().requires_grad_(True)
+        g_vec = fns[1](fake, d_real)
+        (grad_g,) = torch.autograd.grad(g_vec.sum(), fake)
+        results.append((d_vec.detach(), grad_d, g_vec.detach(), grad_g))
+    for by_group, full_width in zip(*results):
+        assert torch.isfinite(full_width).all()
+        torch.testing.assert_close(full_width, by_group, rtol=1e-6, atol=1e-6)
+
+
 def test_reordering_and_splitting_change_nothing(mixed_run):
     cfg, full = mixed_run
     order = [4, 0, 8, 2, 6, 1, 7, 3, 5]
@@ -333,6 +369,7 @@ def test_epochs_and_sampling():
         (lambda: EnsembleConfig(steps=3, optimiser="sgd"), "optimiser"),
         (lambda: EnsembleConfig(steps=3, batch_size=0), "batch_size"),
         (lambda: EnsembleConfig(steps=3, betas=(0.5, 1.0)), "betas"),
+        (lambda: EnsembleConfig(steps=3, compile_losses="yes"), "compile_losses='yes' must be True or False"),
     ],
 )
 def test_bad_specifications_are_refused(make, match):

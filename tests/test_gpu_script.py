@@ -27,6 +27,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
     ((), {"SECONDS_LEFT": "abc"}, "must be whole numbers >= 1"),
     ((), {"SCALING_PAIRS": "0"}, "must be whole numbers >= 1"),
     (("x",), {}, "must be whole numbers >= 1"),
+    ((), {"COMPILE_LOSSES": "yes"}, "COMPILE_LOSSES=yes must be 0 or 1"),
 ])
 def test_bad_settings_are_refused(args, env, message):
     proc = gpu_sh(*args, **env)

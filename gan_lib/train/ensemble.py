@@ -44,6 +44,10 @@ once per group of members that share them, mapped over the members' ``(n,)`` row
 ``(K_g, n)`` outputs with ``torch.func.vmap`` (the same values as member by member, in one call);
 every other loss once per group on the ``(K_g, n)`` outputs with ``reduction="none"``, and the
 per-sample terms of all those groups averaged together (one mean per term for the ensemble).
+With ``EnsembleConfig(compile_losses=True)`` the losses of all groups go through ``torch.compile``
+instead, each evaluated on every row and each member's own row kept, so that the groups' operators
+fuse into a few kernels (on a GPU a step of the eight-loss grid then costs about what a step of one
+loss does; ``benchmarks/ensemble.py --compile-losses``).
 
 >>> members = [MemberSpec(loss, seed=s, regulariser="spectral_norm")
 ...            for loss in ("hinge", "kl_hinge") for s in range(4)]
@@ -57,11 +61,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import operator
 import time
+import types
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -180,6 +187,13 @@ class EnsembleConfig:
         device: where to train (``"cpu"``, ``"cuda:0"``, ...); each member's generator lives there.
         dtype: ``"float32"`` or ``"float64"`` (initial values are drawn in float32 and then cast,
             so both start from the same networks).
+        compile_losses: evaluate the members' losses (all loss groups, forward and backward) as one
+            ``torch.compile``d function per step kind (critic, generator), so that the groups'
+            element-wise operations fuse into a few kernels. On a GPU, where these small models are
+            launch-bound, that is what a step of several losses costs beyond a step of one. The
+            first steps of each batch size compile (seconds; Inductor needs Triton on a GPU and a
+            C++ compiler on the CPU); the numbers equal the eager ones up to float rounding.
+            Default ``False``.
     """
 
     batch_size: int = 256
@@ -194,6 +208,7 @@ class EnsembleConfig:
     log_every: int = 50
     device: str = "cpu"
     dtype: str = "float32"
+    compile_losses: bool = False
 
     def __post_init__(self) -> None:
         for name, lo in (("batch_size", 1), ("n_critic", 1), ("width", 1), ("depth", 1), ("z_dim", 1),
@@ -201,6 +216,9 @@ class EnsembleConfig:
             named(name, getattr(self, name), lambda v, lo=lo: integer_number(v, lo))
         named("optimiser", self.optimiser, one_of(*OPTIMISERS))
         named("dtype", self.dtype, one_of("float32", "float64"))
+        if not isinstance(self.compile_losses, (bool, np.bool_)):
+            raise ValueError(f"compile_losses={self.compile_losses!r} must be True or False")
+        object.__setattr__(self, "compile_losses", bool(self.compile_losses))
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(
                 f"give exactly one of epochs and steps; got epochs={self.epochs!r}, steps={self.steps!r}"
@@ -658,6 +676,7 @@ class _LossGroup:
         self.positions = positions
         self.per_member = loss.batch_statistics
         self.vmapped: bool | None = None  # per-member losses: None = not tried yet, then whether vmap works
+        self.key: Any = loss.name  # the loss's name and options (set by _group_losses)
 
     def _batched(self, half: str, first: Tensor, second: Tensor | None) -> Tensor:
         """``(K_g,)`` values of a batch-statistic loss's ``half``, one per row of the ``(K_g, n)`` inputs.
@@ -703,6 +722,18 @@ class _LossGroup:
         return (self.loss.generator(df, dr if rel else None, reduction="none"),)
 
 
+    @staticmethod
+    def row_values(part: Tensor | tuple[Tensor, ...]) -> Tensor:
+        """``(K_g,)`` values from what :meth:`discriminator` or :meth:`generator` gave: per-sample
+        terms averaged over their rows and added, as :func:`_reduce_groups` does."""
+        if not isinstance(part, tuple):
+            return part
+        out = part[0].mean(-1)
+        for t in part[1:]:
+            out = out + t.mean(-1)
+        return out
+
+
 def _reduce_groups(parts: Sequence[Tensor | tuple[Tensor, ...]]) -> Tensor:
     """The members' losses in the groups' order, from what each :class:`_LossGroup` gave.
 
@@ -737,7 +768,10 @@ def _group_losses(members: Sequence[MemberSpec]) -> list[_LossGroup]:
         key = (loss.name, tuple(sorted((kk, repr(vv)) for kk, vv in loss.options.items())))
         found.setdefault(key, []).append(k)
         objects.setdefault(key, loss)
-    return [_LossGroup(objects[key], pos) for key, pos in found.items()]
+    groups = [_LossGroup(objects[key], pos) for key, pos in found.items()]
+    for g, key in zip(groups, found):
+        g.key = key
+    return groups
 
 
 class _GroupSplit:
@@ -761,6 +795,97 @@ class _GroupSplit:
         if x is None:
             return [None] * len(self.sizes)
         return (x if self.identity else x.index_select(0, self.index)).split(self.sizes)
+
+
+def _loss_functions(groups: Sequence[_LossGroup], split: _GroupSplit) -> tuple[Callable[[Tensor], Tensor],
+                                                                               Callable[[Tensor, Tensor | None], Tensor]]:
+    """``critic_losses(out)``: the members' critic losses, in the groups' order, from the critics'
+    ``(K, 2n)`` outputs (real batch, then fakes); ``generator_losses(d_fake, d_real)``: their
+    generator losses from the ``(K, n)`` outputs on the fakes (and on the real batch, or ``None``)."""
+
+    def critic_losses(out: Tensor) -> Tensor:
+        n = out.shape[1] // 2
+        return _reduce_groups([g.discriminator(dr, df) for g, dr, df in
+                               zip(groups, split(out[:, :n]), split(out[:, n:]))])
+
+    def generator_losses(d_fake: Tensor, d_real: Tensor | None) -> Tensor:
+        return _reduce_groups([g.generator(df, dr) for g, df, dr in zip(groups, split(d_fake), split(d_real))])
+
+    return critic_losses, generator_losses
+
+
+def _full_width_loss_functions(groups: Sequence[_LossGroup], split: _GroupSplit, k: int,
+                               device: torch.device) -> tuple[Callable[[Tensor], Tensor],
+                                                              Callable[[Tensor, Tensor | None], Tensor]]:
+    """:func:`_loss_functions` for ``torch.compile``: every group's loss is evaluated on all ``K`` rows
+    and each member's row taken from its own group's result, rather than on the group's rows alone.
+
+    Evaluated so, the groups' losses share one iteration space, and Inductor fuses them (and their
+    backward) into a few kernels, where eager PyTorch would launch each group's operators on the
+    whole batch: ``len(groups)`` times the element-wise work of one loss, which costs nothing
+    beside the launches on a GPU. The rows of other members are replaced by zeros before a group
+    sees them (a critic value at which every loss is finite), so that a value out of another loss's
+    range (``exp`` of a large WGAN critic value) cannot give that row ``inf`` and, through the
+    selection's backward (``0 * inf``), a NaN gradient. Results in the groups' order, as
+    :func:`_loss_functions` gives them.
+    """
+    masks = [None if len(g.positions) == k else
+             torch.zeros(k, 1, dtype=torch.bool, device=device).index_fill_(
+                 0, torch.tensor(g.positions, device=device), True) for g in groups]
+
+    def own_rows(mask: Tensor | None, x: Tensor | None) -> Tensor | None:
+        return x if mask is None or x is None else torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+    def chosen(values: Sequence[Tensor]) -> Tensor:
+        out = values[0]
+        for v, mask in zip(values[1:], masks[1:]):
+            out = torch.where(mask.squeeze(1), v, out)  # type: ignore[union-attr]
+        return out if split.identity else out.index_select(0, split.index)
+
+    def critic_losses(out: Tensor) -> Tensor:
+        n = out.shape[1] // 2
+        values = []
+        for g, mask in zip(groups, masks):
+            x = own_rows(mask, out)
+            values.append(g.row_values(g.discriminator(x[:, :n], x[:, n:])))  # type: ignore[index]
+        return chosen(values)
+
+    def generator_losses(d_fake: Tensor, d_real: Tensor | None) -> Tensor:
+        return chosen([g.row_values(g.generator(own_rows(mask, d_fake), own_rows(mask, d_real)))  # type: ignore[arg-type]
+                       for g, mask in zip(groups, masks)])
+
+    return critic_losses, generator_losses
+
+
+# compiled loss functions by (device, groups' losses and positions): the same members in a later run
+# (a benchmark's repeats, one member of a grid after another) reuse the compiled code
+_COMPILED_LOSSES: "OrderedDict[Any, tuple[Callable[..., Tensor], ...]]" = OrderedDict()
+_COMPILED_KEEP = 64
+_compiled_made = itertools.count()
+
+
+def _own_code(fn: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
+    """``fn`` with a code object of its own: ``torch.compile`` keeps its compiled versions (and their
+    guards) per code object, at most ``recompile_limit`` (8) of them; closures of one ``def`` would
+    share that limit, and a ninth set of members would silently run uncompiled."""
+    code = fn.__code__.replace(co_name=name)
+    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+def _compiled_loss_functions(groups: Sequence[_LossGroup], split: _GroupSplit, k: int,
+                             device: torch.device) -> tuple[Callable[..., Tensor], ...]:
+    """:func:`_full_width_loss_functions` through ``torch.compile`` (``EnsembleConfig.compile_losses``)."""
+    key = (str(device), k, tuple((g.key, tuple(g.positions)) for g in groups))
+    found = _COMPILED_LOSSES.get(key)
+    if found is None:
+        i = next(_compiled_made)
+        found = tuple(torch.compile(_own_code(fn, f"{fn.__name__}_{i}"), dynamic=False, fullgraph=True)
+                      for fn in _full_width_loss_functions(groups, split, k, device))
+        _COMPILED_LOSSES[key] = found
+        while len(_COMPILED_LOSSES) > _COMPILED_KEEP:
+            _COMPILED_LOSSES.popitem(last=False)
+    _COMPILED_LOSSES.move_to_end(key)
+    return found
 
 
 class _Subset:
@@ -952,6 +1077,13 @@ def train_ensemble(
     groups = _group_losses(members)
     split_groups = _GroupSplit(groups, device)
     order = split_groups.order
+    if config.compile_losses and any(g.per_member and not g.loss.has_rows for g in groups):
+        raise ValueError(
+            f"compile_losses=True needs losses with a row-wise form (GANLoss.has_rows); "
+            f"{sorted(g.loss.name for g in groups if g.per_member and not g.loss.has_rows)} have none: "
+            f"train them with compile_losses=False")
+    critic_losses, generator_losses = (_compiled_loss_functions(groups, split_groups, k, device) if config.compile_losses
+                                       else _loss_functions(groups, split_groups))
     rel_pos = sorted(i for g in groups if g.loss.requires_real_in_generator for i in g.positions)
     rel_subset = _Subset(critic, rel_pos, device, fused=True) if rel_pos else None
 
@@ -1003,8 +1135,7 @@ def train_ensemble(
                     with torch.no_grad():
                         x_fake = generator(z)
                     out = d_forward(torch.cat([x_real, x_fake], dim=1), power_iteration=True)
-                    d_vec = _reduce_groups([g.discriminator(dr, df) for g, dr, df in
-                                       zip(groups, split_groups(out[:, :n]), split_groups(out[:, n:]))])
+                    d_vec = critic_losses(out)
                     d_total = d_vec.sum()
                     pen_vec = None
                     if pen_subset is not None:
@@ -1044,8 +1175,7 @@ def train_ensemble(
                         d_real_g[rel_subset.index] = rel_subset(
                             list(critic.weights) if w_now is None else w_now, list(critic.biases),
                             rel_subset.take(x_real))
-                g_vec = _reduce_groups([g.generator(df, dr) for g, df, dr in
-                                   zip(groups, split_groups(d_fake), split_groups(d_real_g))])
+                g_vec = generator_losses(d_fake, d_real_g)
                 grads = torch.autograd.grad(g_vec.sum(), g_params)
                 opt_g.step(grads)
                 step += 1
