@@ -184,11 +184,17 @@ def _weighted_fake(d_fake: Tensor, detach_weights: bool, batch_weights: Any = kl
     return v * (weights.detach() if detach_weights else weights)
 
 
+def _result_dtype(d_real: Tensor, d_fake: Tensor) -> torch.dtype:
+    """The result type of two ``(K, n)`` tensors (``torch.result_type`` breaks ``torch.compile``'s
+    graph; ``torch.promote_types`` is a dispatched call, made only when the dtypes differ)."""
+    return d_real.dtype if d_real.dtype == d_fake.dtype else torch.promote_types(d_real.dtype, d_fake.dtype)
+
+
 def _weighted_hinge_rows(d_real: Tensor, d_fake: Tensor, detach_weights: bool, batch_weights: Any) -> Tensor:
     """The mean-reduced f-WGAN hinge critic loss of every row of ``(K, n)`` inputs (one batch per row)."""
     weighted = _weighted_fake(d_fake, detach_weights, batch_weights, dim=-1)
     out = F.relu(1.0 - _wide(d_real)).mean(-1) + F.relu(1.0 + weighted).mean(-1)
-    return out.to(torch.promote_types(d_real.dtype, d_fake.dtype))  # (K, n) both: their result type
+    return out.to(_result_dtype(d_real, d_fake))
 
 
 def _weighted_generator_rows(d_fake: Tensor, detach_weights: bool, batch_weights: Any) -> Tensor:
@@ -219,7 +225,7 @@ def kl_hinge_discriminator(
         "kl_hinge", _KL_COUPLING, reduction, weights_real=weights_real, weights_fake=weights_fake
     )
     out = reduce_real_fake(F.relu(1.0 - _wide(d_real)), F.relu(1.0 + _weighted_fake(d_fake, detach_weights)), reduction)
-    return out.to(torch.promote_types(d_real.dtype, d_fake.dtype))  # (K, n) both: their result type
+    return out.to(_result_dtype(d_real, d_fake))
 
 
 def kl_hinge_generator(
@@ -257,7 +263,7 @@ def chi2_hinge_discriminator(
     )
     weighted = _weighted_fake(d_fake, detach_weights, chi2_batch_weights)
     out = reduce_real_fake(F.relu(1.0 - _wide(d_real)), F.relu(1.0 + weighted), reduction)
-    return out.to(torch.promote_types(d_real.dtype, d_fake.dtype))  # (K, n) both: their result type
+    return out.to(_result_dtype(d_real, d_fake))
 
 
 def chi2_hinge_generator(
