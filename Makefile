@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 # Set ALLOW_CUDA=1 to accept a CUDA build of torch (for the gpu profile on a CUDA machine).
 ALLOW_CUDA ?=
 
-.PHONY: install browser book check-pages test smoke clean
+.PHONY: install browser compiler book check-pages test smoke clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,14 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "warning: Debian's chromium and chromium-driver are missing (sudo apt-get install chromium chromium-driver); the page check cannot run"; fi
 
+# A C++ compiler for torch.compile's CPU backend (EnsembleConfig(compile_losses=True) and its test);
+# installed when run as root, as in CI.
+compiler:
+	@if command -v g++ >/dev/null || command -v c++ >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null; \
+	else echo "warning: no C++ compiler (sudo apt-get install g++); the compiled-loss test will be skipped"; fi
+
 book: install
 	$(BIN)/ganbook build --profile $(PROFILE)
 
@@ -38,7 +46,7 @@ book: install
 check-pages: install browser
 	$(BIN)/ganbook check-pages _build/html --json _build/check-pages.json
 
-test: install browser
+test: install browser compiler
 	rm -rf _build/nbval
 	$(BIN)/ganbook prepare --profile smoke --out _build/nbval
 	$(BIN)/python -m pytest tests _build/nbval --nbval-lax -p no:cacheprovider
