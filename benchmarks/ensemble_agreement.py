@@ -55,7 +55,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensemble import cpu_model, device_argument  # noqa: E402  (shared with the speed benchmark)
@@ -81,25 +81,22 @@ TOLERANCE = {"float64": 1e-8, "float32": 1e-4}
 NAMES = [f"{net}.{kind}[{layer}]" for net in ("generator", "critic") for layer in range(3) for kind in ("weight", "bias")]
 
 
-class WideProducts(TorchFunctionMode):
-    """Within it, float32 matrix products (``bmm``, ``baddbmm``, ``mm``, ``addmm``, ``matmul``) are
-    computed in float64 and rounded to float32: the same products, rounded once at the end instead
-    of along the way. Training a member inside it shows how far a change in the products' rounding
-    alone carries that member. Calls the mode does not see (backward passes that autograd runs on
-    another thread, as on a GPU) keep their rounding."""
+class WideProducts(TorchDispatchMode):
+    """Within it, float32 matrix products (the ``aten`` operators ``bmm``, ``baddbmm``, ``mm`` and
+    ``addmm``, whatever called them: forward passes, autograd's backward, ``matmul``) are computed in
+    float64 and rounded to float32: the same products, rounded once at the end instead of along the
+    way. Training a member inside it shows how far a change in the products' rounding alone carries
+    that member."""
 
-    FUNCS = {torch.bmm, torch.baddbmm, torch.mm, torch.addmm, torch.matmul,
-             torch.Tensor.bmm, torch.Tensor.baddbmm, torch.Tensor.mm, torch.Tensor.addmm, torch.Tensor.matmul,
-             torch.Tensor.__matmul__}
+    OPS = {torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default, torch.ops.aten.mm.default,
+           torch.ops.aten.addmm.default}
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        if (func in self.FUNCS and "out" not in kwargs and tensors
-                and all(t.dtype == torch.float32 for t in tensors)):
+        if func in self.OPS and tensors and all(t.dtype == torch.float32 for t in tensors):
             wide = [a.double() if isinstance(a, torch.Tensor) else a for a in args]
-            with torch._C.DisableTorchFunction():
-                return func(*wide, **kwargs).float()
+            return func(*wide, **kwargs).float()
         return func(*args, **kwargs)
 
 
@@ -167,6 +164,13 @@ def compare(specs: list[MemberSpec], data: dict[str, torch.Tensor], cfg: Ensembl
     return rows
 
 
+def row_over(row: dict[str, object], tol: float) -> bool:
+    """Whether a checked row fails: its parameters or its logged losses differ by more than ``tol``
+    (a NaN fails)."""
+    return bool(row["checked"]) and not (float(row["param_error_over_distance_moved"]) <= tol
+                                         and float(row["loss_relative_error"]) <= tol)
+
+
 def rounding_scale(row: dict[str, object]) -> float:
     """How far rounding alone carries a row's member: the larger of its one-ulp data change and
     its product-rounding change (where measured); NaN if a measured one is NaN."""
@@ -209,8 +213,7 @@ def main() -> int:
     failed = 0
     for r in rows:
         tol = TOLERANCE[str(r["dtype"])]
-        bad = r["checked"] and not (float(r["param_error_over_distance_moved"]) <= tol
-                                    and float(r["loss_relative_error"]) <= tol)  # NaN is bad
+        bad = row_over(r, tol)
         failed += bad
         print(f"{r['member']:6d} {r['loss']:>15s} {str(r['regulariser']):>13s} {r['dtype']:>8s} {r['optimiser']:>9s}"
               f" {r['param_error_over_distance_moved']:17.2e} {r['loss_relative_error']:15.2e}"

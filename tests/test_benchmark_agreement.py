@@ -91,6 +91,12 @@ def test_wide_products_are_the_float64_products_rounded_once():
     np.testing.assert_array_equal(got_add.numpy(), (c.double() + a.double() @ b.double()).float().numpy())
     assert also64.dtype == torch.float64
     assert not torch.equal(torch.bmm(a, b), got)  # float32 products round along the way: the mode changes them
+    # the products of autograd's backward too: d(sum(w * (a @ b)))/da = w @ b^T, rounded once
+    w = torch.randn(4, 64, 64, generator=g)
+    leaf = a.clone().requires_grad_(True)
+    with agree.WideProducts():
+        (grad,) = torch.autograd.grad((w * torch.bmm(leaf, b)).sum(), leaf)
+    np.testing.assert_array_equal(grad.numpy(), (w.double() @ b.double().transpose(1, 2)).float().numpy())
 
 
 def test_product_rounding_reaches_training():

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 import shutil
+import sysconfig
+from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,14 +248,46 @@ def test_float32_members_follow_their_loops():
                             tol=1e-5)  # observed <= 5e-6
 
 
-def test_compiled_losses_follow_the_plain_pytorch_loop():
+def test_compiled_losses_follow_the_plain_pytorch_loop(monkeypatch):
     """``compile_losses=True``: the nine mixed members (eight loss groups, not stored group by group)
     with their losses fused by torch.compile still follow the hand-written single-model loop."""
     if shutil.which("g++") is None and shutil.which("c++") is None:  # `make test` installs g++ where it can
         pytest.skip("torch.compile's CPU backend needs a C++ compiler (g++ or c++); none is on PATH")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        pytest.skip(f"torch.compile's CPU backend needs the Python headers; no Python.h in {sysconfig.get_paths()['include']}")
+    from gan_lib.train import ensemble as ens
+
+    monkeypatch.setattr(ens, "_COMPILED_LOSSES", OrderedDict())  # so that this run compiles its own
     cfg = EnsembleConfig(optimiser="rmsprop", dtype="float64", compile_losses=True, **{**CFG, "steps": 4})
     result = train_ensemble(MIXED, DATA, cfg, progress=False)
+    assert len(ens._COMPILED_LOSSES) == 1  # the compiled path ran (not the group-by-group one)
     check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+
+
+def test_compile_losses_says_what_it_cannot_do(monkeypatch):
+    from gan_lib.losses import registry
+    from gan_lib.train import ensemble as ens
+
+    # a failure inside torch.compile is said in plain words, with what to do
+    def no_compiler(fn, **kwargs):
+        def fail(*args):
+            raise torch._dynamo.exc.TorchDynamoException("no working C++ compiler")  # the base of its failures
+        return fail
+
+    monkeypatch.setattr(ens, "_COMPILED_LOSSES", OrderedDict())
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    cfg = EnsembleConfig(compile_losses=True, **{**CFG, "steps": 1})
+    with pytest.raises(RuntimeError, match=r"compile_losses=True: torch.compile could not compile .*compile_losses=False"):
+        train_ensemble(MIXED[:2], DATA, cfg, progress=False)
+    # a batch-statistic loss without a row-wise form cannot be compiled: refused before training
+    registry.register_fixed("test_rowless", "test", "none", registry.LossParts(
+        lambda d_real, d_fake, **_: (d_fake - d_real.mean()).mean(), lambda d_fake, **_: -d_fake.mean(), "d", "g"),
+        "a test loss", batch_statistics=True)
+    try:
+        with pytest.raises(ValueError, match=r"compile_losses=True needs losses with a row-wise form.*test_rowless"):
+            train_ensemble([MemberSpec("test_rowless", seed=1, dataset="a")], DATA, cfg, progress=False)
+    finally:
+        del registry._SPECS["test_rowless"]
 
 
 def test_full_width_losses_keep_other_members_rows_out_of_the_gradients():

@@ -46,8 +46,8 @@ every other loss once per group on the ``(K_g, n)`` outputs with ``reduction="no
 per-sample terms of all those groups averaged together (one mean per term for the ensemble).
 With ``EnsembleConfig(compile_losses=True)`` the losses of all groups go through ``torch.compile``
 instead, each evaluated on every row and each member's own row kept, so that the groups' operators
-fuse into a few kernels (on a GPU a step of the eight-loss grid then costs about what a step of one
-loss does; ``benchmarks/ensemble.py --compile-losses``).
+fuse into a few kernels (on a GPU, where these small models are launch-bound, that is most of what
+several losses add to a step; ``benchmarks/ensemble.py --compile-losses`` times it).
 
 >>> members = [MemberSpec(loss, seed=s, regulariser="spectral_norm")
 ...            for loss in ("hinge", "kl_hinge") for s in range(4)]
@@ -872,20 +872,48 @@ def _own_code(fn: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
+def _explained(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``fn`` (compiled), with a failure of ``torch.compile`` itself (no C++ compiler or Python
+    headers on the CPU, no Triton on a GPU, an operator it cannot trace) said in plain words."""
+
+    def call(*args: Any) -> Tensor:
+        try:
+            return fn(*args)
+        except torch._dynamo.exc.TorchDynamoException as err:
+            raise RuntimeError(
+                f"compile_losses=True: torch.compile could not compile the members' loss functions "
+                f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}). "
+                f"It needs a C++ compiler and the Python headers on the CPU, Triton on a GPU; "
+                f"or train with EnsembleConfig(compile_losses=False), which computes the same losses") from err
+
+    return call
+
+
+def _loss_key(g: _LossGroup) -> Any:
+    """A group's loss for the cache: its name and options, and the registered loss they name
+    (``id`` of its registry entry, kept alive by the cache), so that a loss registered anew under
+    the same name is compiled anew."""
+    return g.key, id(_losses.registry._SPECS.get(g.loss.name))
+
+
 def _compiled_loss_functions(groups: Sequence[_LossGroup], split: _GroupSplit, k: int,
                              device: torch.device) -> tuple[Callable[..., Tensor], ...]:
     """:func:`_full_width_loss_functions` through ``torch.compile`` (``EnsembleConfig.compile_losses``)."""
-    key = (str(device), k, tuple((g.key, tuple(g.positions)) for g in groups))
+    if device.type == "cuda" and device.index is None:  # "cuda" means the current device, which may change
+        device = torch.device("cuda", torch.cuda.current_device())
+    key = (str(device), k, tuple((_loss_key(g), tuple(g.positions)) for g in groups))
     found = _COMPILED_LOSSES.get(key)
     if found is None:
         i = next(_compiled_made)
-        found = tuple(torch.compile(_own_code(fn, f"{fn.__name__}_{i}"), dynamic=False, fullgraph=True)
-                      for fn in _full_width_loss_functions(groups, split, k, device))
+        fns = tuple(_explained(torch.compile(_own_code(fn, f"{fn.__name__}_{i}"), dynamic=False, fullgraph=True))
+                    for fn in _full_width_loss_functions(groups, split, k, device))
+        # the registry entries go with them, so that the ids in the key cannot be reused meanwhile
+        found = (*fns, [_losses.registry._SPECS.get(g.loss.name) for g in groups])
         _COMPILED_LOSSES[key] = found
         while len(_COMPILED_LOSSES) > _COMPILED_KEEP:
             _COMPILED_LOSSES.popitem(last=False)
     _COMPILED_LOSSES.move_to_end(key)
-    return found
+    return found[:2]
 
 
 class _Subset:
