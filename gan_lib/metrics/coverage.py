@@ -27,16 +27,24 @@ def check_coverage_options(k: Any, min_fraction: Any) -> None:
             raise ValueError(f"{label}={value!r} not allowed; need k > 0 and 0 < min_fraction <= 1 (finite real numbers)")
 
 
+def _real(name: str, x: Any) -> Tensor:
+    """``x`` (a tensor of any real dtype, an array or nested lists) as a float64 tensor on the CPU,
+    detached; complex, boolean and non-numeric inputs are refused, naming ``name``."""
+    if isinstance(x, Tensor):
+        t = x.detach().cpu()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a tensor or array of real numbers; got {type(x).__name__} ({err})") from None
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must hold real numbers; got dtype {t.dtype}")
+    return t.to(torch.float64)
+
+
 def _array(name: str, value: Any) -> np.ndarray:
     """``value`` (a tensor of any real dtype, an array or nested lists) as a float64 array."""
-    if isinstance(value, Tensor):
-        if value.is_complex() or value.dtype == torch.bool:
-            raise TypeError(f"{name} must hold real numbers; got dtype {value.dtype}")
-        return value.detach().cpu().to(torch.float64).numpy()
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a tensor or array of real numbers; got {type(value).__name__} ({err})") from None
+    return _real(name, value).numpy()
 
 
 class Coverage(NamedTuple):

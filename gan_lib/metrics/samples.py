@@ -30,7 +30,7 @@ from gan_lib.divergences.quadrature import adaptive_integrate
 from gan_lib.losses.mmd import check_bandwidths, gaussian_kernel
 from gan_lib.validation import boolean, integer_number, named, real_number
 
-from .coverage import check_coverage_options, mode_coverage
+from .coverage import _real, check_coverage_options, mode_coverage
 
 __all__ = [
     "SONG_ERMON_BANDWIDTH",
@@ -64,16 +64,7 @@ _W1_DIVERGENT_SLOPE = 0.98
 def _points(name: str, x: Any, *, min_rows: int = 1, finite: bool = True) -> Tensor:
     """``x`` as a float64 ``(n, d)`` tensor (a 1-D input is ``(n, 1)``), checked (``finite=False``
     lets nan and inf through)."""
-    if isinstance(x, Tensor):
-        t = x.detach().cpu()
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(x))
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a tensor or array of real numbers; got {type(x).__name__} ({err})") from None
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must hold real numbers; got dtype {t.dtype}")
-    t = t.to(torch.float64)
+    t = _real(name, x)
     if t.ndim == 1:
         t = t[:, None]
     if t.ndim != 2:
