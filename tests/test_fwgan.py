@@ -307,3 +307,40 @@ def test_weights_refuse_integer_critic_values() -> None:
     for weights in (kl_batch_weights, chi2_batch_weights):
         with pytest.raises(TypeError, match="torch.int64"):
             weights(torch.tensor([1, 2, 3]))
+
+
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("name", ["kl_hinge", "chi2_hinge"])
+def test_a_fake_the_critic_rules_out_counts_as_its_limit(name: str, detach: bool) -> None:
+    """A critic value of -inf (e.g. a log-density ratio outside the support) gives the limit of
+    the loss as the value goes to -inf, not 0 * (-inf) = nan: its weight is 0, its term r v tends
+    to 0. Reference: the same batch with -60 in its place (KL weight e^-60 ~ 1e-26, a term of
+    ~1e-24; chi^2 weight exactly 0 there, where the product is an ordinary 0), values and gradients;
+    for chi^2 also the hand solution of the projection (support {0.5, 1}, lambda = -1/4)."""
+    loss = losses.get(name, detach_weights=detach)
+    d_real = torch.tensor([0.2, 0.3, 2.0], dtype=torch.float64)
+
+    def value_and_gradients(low: float) -> tuple[torch.Tensor, ...]:
+        v = torch.tensor([0.5, low, 1.0], dtype=torch.float64, requires_grad=True)
+        d, g = loss.discriminator(d_real, v), loss.generator(v)
+        (grad_d,) = torch.autograd.grad(d, v)
+        (grad_g,) = torch.autograd.grad(g, v)
+        return d.detach(), g.detach(), grad_d, grad_g
+
+    ruled_out, stand_in = value_and_gradients(float("-inf")), value_and_gradients(-60.0)
+    for got, want in zip(ruled_out, stand_in):
+        assert torch.isfinite(got).all(), got
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-20)
+    if name == "chi2_hinge":
+        r_v = torch.tensor([1.375 * 0.5, 0.0, 1.625 * 1.0], dtype=torch.float64)
+        d_hand = torch.relu(1 - d_real).mean() + torch.relu(1 + r_v).mean()
+        torch.testing.assert_close(ruled_out[0], d_hand, rtol=1e-14, atol=0)
+        torch.testing.assert_close(ruled_out[1], -r_v.mean(), rtol=1e-14, atol=0)
+    # the row-wise form (the ensemble's) agrees, row by row, with a finite row beside the one with -inf
+    rows = torch.tensor([[0.5, float("-inf"), 1.0], [0.1, -0.4, 0.7]], dtype=torch.float64)
+    both = loss.discriminator_rows(torch.stack([d_real, d_real]), rows)
+    for i in range(2):
+        torch.testing.assert_close(both[i], loss.discriminator(d_real, rows[i]), rtol=1e-14, atol=0)
+    # no limit without a finite value, or with +inf: nan, as documented
+    assert torch.isnan(loss.generator(torch.full((3,), float("-inf"), dtype=torch.float64)))
+    assert torch.isnan(loss.generator(torch.tensor([0.0, float("inf")], dtype=torch.float64)))

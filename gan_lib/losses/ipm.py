@@ -178,10 +178,20 @@ def _wide(t: Tensor) -> Tensor:
 def _weighted_fake(d_fake: Tensor, detach_weights: bool, batch_weights: Any = kl_batch_weights,
                    dim: int | None = None) -> Tensor:
     """``r v`` per sample; in float32 for float16 / bfloat16 values, since a weight may reach ``n``
-    and ``r v`` then leaves float16's range (65504) long before the loss, a mean, does."""
+    and ``r v`` then leaves float16's range (65504) long before the loss, a mean, does.
+
+    Where a weight is zero the term is zero: a critic value of ``-inf`` (a fake the critic rules
+    out, e.g. a log-density ratio outside the data's support) gets weight 0, and ``r v`` tends to
+    0 as ``v -> -inf`` (KL: ``r = O(e^v)``; chi^2: ``r = 0`` below the threshold) where the product
+    would give ``0 * (-inf) = nan``. The value is zeroed before the product, so no ``nan`` reaches
+    the gradients either; for finite values nothing changes (a zero weight has a zero derivative,
+    and its term a zero value). A batch whose values are all ``-inf``, or any ``+inf``, has no
+    weights (``nan``).
+    """
     v = _wide(d_fake)
     weights = batch_weights(v, dim=dim)
-    return v * (weights.detach() if detach_weights else weights)
+    v_kept = torch.where(weights == 0, torch.zeros_like(v), v)
+    return v_kept * (weights.detach() if detach_weights else weights)
 
 
 def _result_dtype(d_real: Tensor, d_fake: Tensor) -> torch.dtype:
