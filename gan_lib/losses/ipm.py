@@ -190,7 +190,7 @@ def _weighted_fake(d_fake: Tensor, detach_weights: bool, batch_weights: Any = kl
     """
     v = _wide(d_fake)
     weights = batch_weights(v, dim=dim)
-    v_kept = torch.where(weights == 0, torch.zeros_like(v), v)
+    v_kept = torch.where(weights == 0, 0.0, v)
     return v_kept * (weights.detach() if detach_weights else weights)
 
 
