@@ -333,6 +333,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# environment variables that change float32 matrix products on NVIDIA GPUs behind torch's settings:
+# torch's override forcing TF32 in cuBLAS, and NVIDIA's switch for TF32 in its libraries
+_TF32_ENV = ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "NVIDIA_TF32_OVERRIDE")
+
+
+def float32_matmul_settings() -> dict[str, Any]:
+    """What decides how float32 matrix products are computed in this process, for a record: torch's
+    precision (``"highest"``: float32 throughout; ``"high"``/``"medium"`` allow TF32/bfloat16),
+    whether cuBLAS may use TF32, and the environment variables that override both."""
+    cuda_matmul = torch.backends.cuda.matmul
+    return {"precision": torch.get_float32_matmul_precision(),
+            "cuda_allow_tf32": bool(cuda_matmul.allow_tf32),
+            "cuda_fp32_precision": getattr(cuda_matmul, "fp32_precision", None),
+            "env": {name: os.environ.get(name) for name in _TF32_ENV}}
+
+
 def device_argument(parser: argparse.ArgumentParser, text: str) -> torch.device:
     """``--device`` as a torch device: cpu, or cuda / cuda:i where torch sees a GPU; else the
     parser's error (exit 2) naming the value and what is allowed."""
@@ -415,6 +431,7 @@ def main() -> int:
               "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(), "host": platform.node(), "cpu_model": cpu_model(),
               "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+              "float32_matmul": float32_matmul_settings(),
               "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],
               "pairs_by_threads": rows_by_threads}
     target.resolve().parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,12 @@ def test_script_writes_its_record_and_fails_a_wrong_lone_run(tmp_path, monkeypat
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
     assert record["device"] == "cpu" and record["rows_over"] == 0 and record["python"]
+    # how float32 products were computed: torch's default precision in a fresh process, and the
+    # environment's overrides as the script inherited them
+    assert record["float32_matmul"] == {
+        "precision": "highest", "cuda_allow_tf32": False,
+        "cuda_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+        "env": {name: os.environ.get(name) for name in ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "NVIDIA_TF32_OVERRIDE")}}
     assert len(record["rows"]) == 2 * len(agree.MIXED) + 2 * len(agree.FLOAT32)
     assert record["worst"]["float64"] < 1e-8 and record["worst"]["float32"] < 1e-4
     assert all(r["checked"] for r in record["rows"] if r["dtype"] == "float64")

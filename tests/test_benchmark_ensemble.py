@@ -59,11 +59,17 @@ def run_script(*args: str, **kwargs) -> subprocess.Popen:
 
 def test_quick_run_writes_a_complete_record(tmp_path):
     out = tmp_path / "deep" / "run.json"
-    proc = run_script("--quick", "--no-plain", "--threads", "1", "--pairs", "1", "--steps", "1", "--out", str(out))
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"}
+    env["NVIDIA_TF32_OVERRIDE"] = "0"
+    proc = run_script("--quick", "--no-plain", "--threads", "1", "--pairs", "1", "--steps", "1", "--out", str(out),
+                      env=env)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     record = json.loads(out.read_text())
     assert record["device"] == "cpu" and record["grid"]["seeds"] == 1
+    # the float32 product settings, with the environment's TF32 switches as the script saw them
+    assert record["float32_matmul"]["precision"] == "highest" and record["float32_matmul"]["cuda_allow_tf32"] is False
+    assert record["float32_matmul"]["env"] == {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": None, "NVIDIA_TF32_OVERRIDE": "0"}
     summary = record["summary"]["by_threads"]["1"]["wall"]
     assert summary["speedup_median"] > 0 and 0 < summary["fraction_of_bmm_peak"]
     assert len(record["pairs"]) == 1
