@@ -333,19 +333,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-# environment variables that change float32 matrix products on NVIDIA GPUs behind torch's settings:
-# torch's override forcing TF32 in cuBLAS, and NVIDIA's switch for TF32 in its libraries
+# environment variables that bear on float32 products on NVIDIA GPUs: torch's switch that turns
+# TF32 on in cuBLAS (torch's own settings then read "high" and allow_tf32 True), and NVIDIA's,
+# whose value 0 keeps TF32 off in its libraries whatever the program asks
 _TF32_ENV = ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "NVIDIA_TF32_OVERRIDE")
 
 
 def float32_matmul_settings() -> dict[str, Any]:
-    """What decides how float32 matrix products are computed in this process, for a record: torch's
-    precision (``"highest"``: float32 throughout; ``"high"``/``"medium"`` allow TF32/bfloat16),
-    whether cuBLAS may use TF32, and the environment variables that override both."""
+    """How float32 matrix products are computed in this process, for a record: torch's precision
+    (``"highest"``: float32 throughout; ``"high"``/``"medium"`` allow TF32/bfloat16), whether cuBLAS
+    may use TF32 (the older switch and the newer ``fp32_precision``), and the environment variables
+    of ``_TF32_ENV``. A setting torch refuses to read (it raises when the older and newer switches
+    were mixed) is recorded as its error message, so that a finished measurement still gets written."""
+
+    def read(get: Any) -> Any:
+        try:
+            return get()
+        except RuntimeError as err:
+            return f"unreadable: {err}"
+
     cuda_matmul = torch.backends.cuda.matmul
-    return {"precision": torch.get_float32_matmul_precision(),
-            "cuda_allow_tf32": bool(cuda_matmul.allow_tf32),
-            "cuda_fp32_precision": getattr(cuda_matmul, "fp32_precision", None),
+    return {"precision": read(torch.get_float32_matmul_precision),
+            "cuda_allow_tf32": read(lambda: bool(cuda_matmul.allow_tf32)),
+            "cuda_fp32_precision": read(lambda: getattr(cuda_matmul, "fp32_precision", None)),
             "env": {name: os.environ.get(name) for name in _TF32_ENV}}
 
 
@@ -400,6 +410,7 @@ def main() -> int:
     if why is not None:
         parser.error(f"--out={str(target)!r}: {why}")
 
+    matmul_settings = float32_matmul_settings()  # as the measurement starts
     retained = retain_freed_memory() if args.malloc == "retain" else False
     print(f"malloc: {args.malloc} ({'glibc thresholds raised' if retained else 'allocator left as it is'})")
     x = training_data().to(device)
@@ -431,7 +442,7 @@ def main() -> int:
               "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(), "host": platform.node(), "cpu_model": cpu_model(),
               "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
-              "float32_matmul": float32_matmul_settings(),
+              "float32_matmul": matmul_settings,
               "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],
               "pairs_by_threads": rows_by_threads}
     target.resolve().parent.mkdir(parents=True, exist_ok=True)

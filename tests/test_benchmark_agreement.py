@@ -139,17 +139,18 @@ def test_exit_code_and_worst(rows, code, monkeypatch, tmp_path):
 
 def test_script_writes_its_record_and_fails_a_wrong_lone_run(tmp_path, monkeypatch):
     out = tmp_path / "agreement.json"
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"}
+    env["NVIDIA_TF32_OVERRIDE"] = "0"
     proc = subprocess.run([sys.executable, str(BENCH / "ensemble_agreement.py"), "--steps", "3", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
     assert record["device"] == "cpu" and record["rows_over"] == 0 and record["python"]
-    # how float32 products were computed: torch's default precision in a fresh process, and the
-    # environment's overrides as the script inherited them
+    # how float32 products were computed: torch's defaults in a fresh process without torch's TF32
+    # switch, and the environment's NVIDIA switch as given
     assert record["float32_matmul"] == {
-        "precision": "highest", "cuda_allow_tf32": False,
-        "cuda_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
-        "env": {name: os.environ.get(name) for name in ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "NVIDIA_TF32_OVERRIDE")}}
+        "precision": "highest", "cuda_allow_tf32": False, "cuda_fp32_precision": "none",
+        "env": {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": None, "NVIDIA_TF32_OVERRIDE": "0"}}
     assert len(record["rows"]) == 2 * len(agree.MIXED) + 2 * len(agree.FLOAT32)
     assert record["worst"]["float64"] < 1e-8 and record["worst"]["float32"] < 1e-4
     assert all(r["checked"] for r in record["rows"] if r["dtype"] == "float64")

@@ -113,3 +113,18 @@ def test_bad_arguments_are_refused_before_any_measuring(tmp_path, args, message)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2 and message in stderr and stdout == "", stderr  # nothing measured
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_float32_matmul_settings_record_what_torch_refuses_to_read(monkeypatch):
+    """torch raises when asked for its float32 precision after the older and newer TF32 switches were
+    mixed; the record then says so instead of losing the finished measurement."""
+    bench = load_script()
+    assert bench.float32_matmul_settings()["precision"] in ("highest", "high", "medium")
+
+    def refuse() -> str:
+        raise RuntimeError("mixed TF32 settings")
+
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", refuse)
+    settings = bench.float32_matmul_settings()
+    assert settings["precision"] == "unreadable: mixed TF32 settings"
+    assert isinstance(settings["cuda_allow_tf32"], bool)

@@ -332,15 +332,51 @@ def test_a_fake_the_critic_rules_out_counts_as_its_limit(name: str, detach: bool
         assert torch.isfinite(got).all(), got
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-20)
     if name == "chi2_hinge":
+        # r = 1 + (v - lambda)/2 = (1.375, 0, 1.625); with the weights attached, d(sum r v)/dv_i =
+        # r_i + (v_i - v_j)/4 over the support {i, j} (d lambda / dv = 1/2 there) = (1.25, 0, 1.75);
+        # detached, r itself; every 1 + r v > 0, so the critic's fake term has the same gradient
         r_v = torch.tensor([1.375 * 0.5, 0.0, 1.625 * 1.0], dtype=torch.float64)
         d_hand = torch.relu(1 - d_real).mean() + torch.relu(1 + r_v).mean()
         torch.testing.assert_close(ruled_out[0], d_hand, rtol=1e-14, atol=0)
         torch.testing.assert_close(ruled_out[1], -r_v.mean(), rtol=1e-14, atol=0)
-    # the row-wise form (the ensemble's) agrees, row by row, with a finite row beside the one with -inf
+        slope = torch.tensor([1.375, 0.0, 1.625] if detach else [1.25, 0.0, 1.75], dtype=torch.float64) / 3
+        torch.testing.assert_close(ruled_out[2], slope, rtol=1e-14, atol=0)
+        torch.testing.assert_close(ruled_out[3], -slope, rtol=1e-14, atol=0)
+    # the row-wise forms (the ensemble's) agree, row by row, with a finite row beside the one with -inf
     rows = torch.tensor([[0.5, float("-inf"), 1.0], [0.1, -0.4, 0.7]], dtype=torch.float64)
     both = loss.discriminator_rows(torch.stack([d_real, d_real]), rows)
+    both_g = loss.generator_rows(rows)
     for i in range(2):
         torch.testing.assert_close(both[i], loss.discriminator(d_real, rows[i]), rtol=1e-14, atol=0)
+        torch.testing.assert_close(both_g[i], loss.generator(rows[i]), rtol=1e-14, atol=0)
+    # in float16 (computed in float32) the same: finite, and the float32 loss of the same values
+    half = torch.tensor([0.5, float("-inf"), 1.0], dtype=torch.float16)
+    torch.testing.assert_close(loss.generator(half).float(), loss.generator(half.float()).half().float())
+    assert torch.isfinite(loss.generator(half))
     # no limit without a finite value, or with +inf: nan, as documented
     assert torch.isnan(loss.generator(torch.full((3,), float("-inf"), dtype=torch.float64)))
     assert torch.isnan(loss.generator(torch.tensor([0.0, float("inf")], dtype=torch.float64)))
+
+
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("name", ["kl_hinge", "chi2_hinge"])
+def test_finite_batches_give_the_plain_weighted_terms(name: str, detach: bool) -> None:
+    """For finite values, zeroing where the weight is 0 changes nothing: values and gradients equal
+    those of the plain product r v, written out here, bit for bit, including weights that are 0 at
+    a finite value (a KL weight that underflows at -800, chi^2 weights clipped at 0)."""
+    batch_weights = kl_batch_weights if name == "kl_hinge" else chi2_batch_weights
+    loss = losses.get(name, detach_weights=detach)
+    gen = torch.Generator().manual_seed(3)
+    d_real = torch.randn(9, dtype=torch.float64, generator=gen)
+    values = torch.randn(9, dtype=torch.float64, generator=gen) * 3.0
+    values[4] = -800.0
+    v = values.clone().requires_grad_(True)
+    w = v.clone().requires_grad_(True)
+    r = batch_weights(w)
+    assert (r == 0).any()  # the case the zeroing is about
+    r_v = w * (r.detach() if detach else r)
+    plain_d = torch.relu(1 - d_real).mean() + torch.relu(1 + r_v).mean()
+    plain_g = -r_v.mean()
+    for got, want in ((loss.discriminator(d_real, v), plain_d), (loss.generator(v), plain_g)):
+        assert torch.equal(got, want)
+        assert torch.equal(torch.autograd.grad(got, v)[0], torch.autograd.grad(want, w, retain_graph=True)[0])

@@ -184,9 +184,9 @@ def _weighted_fake(d_fake: Tensor, detach_weights: bool, batch_weights: Any = kl
     out, e.g. a log-density ratio outside the data's support) gets weight 0, and ``r v`` tends to
     0 as ``v -> -inf`` (KL: ``r = O(e^v)``; chi^2: ``r = 0`` below the threshold) where the product
     would give ``0 * (-inf) = nan``. The value is zeroed before the product, so no ``nan`` reaches
-    the gradients either; for finite values nothing changes (a zero weight has a zero derivative,
-    and its term a zero value). A batch whose values are all ``-inf``, or any ``+inf``, has no
-    weights (``nan``).
+    the gradients either; for finite values nothing changes (a weight computed as 0 passes no
+    gradient, through the softmax or the relu, and its term is 0 either way). A batch whose values
+    are all ``-inf``, or any ``+inf``, has no weights (``nan``).
     """
     v = _wide(d_fake)
     weights = batch_weights(v, dim=dim)
@@ -229,7 +229,8 @@ def kl_hinge_discriminator(
     ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]`` with
     ``r = n\,\mathrm{softmax}(v_{fake})`` over the batch (:func:`kl_batch_weights`); gradients flow
     through ``r`` unless ``detach_weights``. The weights couple the fakes of a batch: ``reduction``
-    ``"mean"`` or ``"sum"`` only, and no per-sample weights.
+    ``"mean"`` or ``"sum"`` only, and no per-sample weights. A fake value of ``-inf`` counts as its
+    limit (weight 0, term 0); all ``-inf`` or any ``+inf`` give ``nan``.
     """
     reduction = check_batch_statistics_call(
         "kl_hinge", _KL_COUPLING, reduction, weights_real=weights_real, weights_fake=weights_fake
@@ -244,6 +245,7 @@ def kl_hinge_generator(
     r"""KL-WGAN generator loss ``-\mathbb{E}_Q[r v]``, ``r = n\,\mathrm{softmax}(v_{fake})`` (Song & Ermon 2020).
 
     ``reduction`` ``"mean"`` or ``"sum"`` only, and no per-sample weights (the ``r`` couple the batch).
+    A fake value of ``-inf`` counts as its limit (weight 0, term 0); all ``-inf`` or any ``+inf`` give ``nan``.
     """
     reduction = check_batch_statistics_call("kl_hinge", _KL_COUPLING, reduction, weights=weights)
     return reduce_terms(_weighted_fake(d_fake, detach_weights), reduction, scale=-1.0).to(d_fake.dtype)
@@ -266,7 +268,8 @@ def chi2_hinge_discriminator(
     ``\mathbb{E}_P[\mathrm{relu}(1 - v)] + \mathbb{E}_Q[\mathrm{relu}(1 + r v)]`` with
     ``r_i = \max(0, 1 + (v_i - \lambda)/2)`` over the batch (:func:`chi2_batch_weights`); gradients
     flow through ``r`` unless ``detach_weights``. ``reduction`` ``"mean"`` or ``"sum"`` only, and no
-    per-sample weights (the ``r`` couple the fakes of a batch).
+    per-sample weights (the ``r`` couple the fakes of a batch). A fake value of ``-inf`` counts as
+    its limit (weight 0, term 0); all ``-inf`` or any ``+inf`` give ``nan``.
     """
     reduction = check_batch_statistics_call(
         "chi2_hinge", _CHI2_COUPLING, reduction, weights_real=weights_real, weights_fake=weights_fake
@@ -282,6 +285,7 @@ def chi2_hinge_generator(
     r"""chi^2-WGAN generator loss ``-\mathbb{E}_Q[r v]``, ``r_i = \max(0, 1 + (v_i - \lambda)/2)``.
 
     ``reduction`` ``"mean"`` or ``"sum"`` only, and no per-sample weights (the ``r`` couple the batch).
+    A fake value of ``-inf`` counts as its limit (weight 0, term 0); all ``-inf`` or any ``+inf`` give ``nan``.
     """
     reduction = check_batch_statistics_call("chi2_hinge", _CHI2_COUPLING, reduction, weights=weights)
     return reduce_terms(_weighted_fake(d_fake, detach_weights, chi2_batch_weights), reduction,
