@@ -54,7 +54,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -94,6 +94,20 @@ def numbered_records(pattern: str, folder: Path = RECORDS) -> list[tuple[int, Pa
 def seconds_per_step(record: dict[str, Any]) -> float:
     """One generator step of a record's ensemble: the median over repeats of its time, per step."""
     return statistics.median(r["ensemble_s"] for r in record["pairs"]) / record["summary"]["steps"]
+
+
+def compiled_and_eager(records: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The latest record with compiled losses and the latest one without, of the same device and grid
+    (seeds, width, members), for comparing their steps; ``None`` when there is no such pair."""
+
+    def run(rec: dict[str, Any]) -> tuple[Any, ...]:
+        return rec["device_name"], rec["grid"]["seeds"], rec["grid"]["width"], rec["summary"]["members"]
+
+    compiled = next((r for r in reversed(records) if r["grid"].get("compile_losses")), None)
+    if compiled is None:
+        return None
+    eager = next((r for r in reversed(records) if not r["grid"].get("compile_losses") and run(r) == run(compiled)), None)
+    return None if eager is None else (compiled, eager)
 
 
 def grid(seeds: int) -> list[MemberSpec]:

@@ -128,3 +128,19 @@ def test_float32_matmul_settings_record_what_torch_refuses_to_read(monkeypatch):
     settings = bench.float32_matmul_settings()
     assert settings["precision"] == "unreadable: mixed TF32 settings"
     assert isinstance(settings["cuda_allow_tf32"], bool)
+
+
+def test_a_compiled_record_is_compared_only_with_an_uncompiled_one_of_the_same_gpu_and_grid():
+    bench = load_script()
+
+    def rec(name, compiled, seeds=5, members=40):
+        return {"device_name": name, "grid": {"seeds": seeds, "width": 100, "compile_losses": compiled},
+                "summary": {"members": members}}
+
+    h200, h100 = rec("H200", False), rec("H100", False)
+    assert bench.compiled_and_eager([h200, rec("H200", True)]) == (rec("H200", True), h200)
+    # the latest uncompiled record is of another GPU, or another grid: the earlier one of the same is taken
+    assert bench.compiled_and_eager([h200, h100, rec("H200", True)])[1] is h200
+    assert bench.compiled_and_eager([rec("H200", False, seeds=25, members=200), rec("H200", True)]) is None
+    assert bench.compiled_and_eager([h200, h100]) is None
+    assert bench.compiled_and_eager([]) is None
