@@ -340,3 +340,19 @@ def test_log_prob_where_a_scale_over_or_underflows():
     assert float(get("mog", std=s).log_prob([[4.0, 0.0]])[0]) == pytest.approx(ref, rel=1e-14)
     # rings at the origin: +inf (the 1/rho peak) for any std, also when the radial factor underflows
     assert float(get("rings", std=1e-200).log_prob([[0.0, 0.0]])[0]) == math.inf
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_log_prob_at_infinite_points_is_minus_infinity(name):
+    # every density vanishes at infinity; the funnel's two log-factors alone would give -inf + inf
+    # at x0 = +inf (its conditional sd exp(-x0/2) shrinks to 0 there)
+    pts = torch.tensor([[math.inf, 0.0], [math.inf, 1.0], [-math.inf, 0.0], [0.0, math.inf], [0.0, -math.inf]],
+                       dtype=torch.float64)
+    assert torch.all(get(name).log_prob(pts) == -math.inf)
+
+
+@pytest.mark.parametrize("name, options", [("ring8", {"std": 1e300}), ("mog", {"offset": 1e39})])
+def test_options_whose_draws_overflow_float32_are_refused(name, options):
+    # the draw is made in float64 and rounded to float32: no silent +-inf
+    with pytest.raises(ValueError, match=r"beyond float32's range"):
+        get(name, **options).sample(4, generator=0)

@@ -357,3 +357,28 @@ def test_quantile_w1_warns_when_heavy_tails_may_make_it_infinite_or_cut():
         assert wasserstein1_quantile(lambda u: u, lambda u: u + 0.3, tail=1e-3) == pytest.approx(0.3, rel=1e-12)
         normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
         assert wasserstein1_quantile(stats.norm().ppf, normal.icdf) < 1e-14
+
+
+@pytest.mark.parametrize("n, m", [(50, 70), (2100, 30)])  # 2100 rows: the self-kernel in more than one chunk
+def test_mmd_at_a_bandwidth_far_below_the_spacing_counts_each_point_once(n, m):
+    # distinct points and h = 1e-9: every kernel matrix is the identity (k(a, a) = 1, 0 elsewhere), so
+    # the biased MMD is exactly 1/n + 1/m and the unbiased one 0. Through |a|^2 + |a|^2 - 2 a.a the
+    # diagonal distances are rounding (about 1e-16 |a|^2), which exp(-d2 / 2h^2) turns into k < 1.
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(m, 2))
+    assert mmd(x, y, bandwidths=1e-9) == pytest.approx(1 / n + 1 / m, rel=1e-12)
+    assert mmd(x, y, bandwidths=1e-9, unbiased=True) == pytest.approx(0.0, abs=1e-15)
+    far = rng.normal(size=(500, 2)) * 1e4, rng.normal(size=(500, 2)) * 1e4
+    assert mmd(*far, bandwidths=1e-4) == pytest.approx(2 / 500, rel=1e-12)
+
+
+def test_gaussian_kernel_of_a_sample_with_itself_has_an_exact_diagonal():
+    from gan_lib.losses.mmd import gaussian_kernel, mmd2
+
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(rng.normal(size=(50, 2)) * 100.0)
+    k = gaussian_kernel(x, x, (1e-9, 1.0))
+    assert torch.equal(torch.diagonal(k), torch.full((50,), 2.0, dtype=torch.float64))
+    y = torch.from_numpy(rng.normal(size=(60, 2)) * 100.0)
+    assert mmd2(x, y, 1e-9).item() == 0.0  # unbiased: the identity kernels leave nothing
+    assert mmd2(x, y, 1e-9, unbiased=False).item() == pytest.approx(1 / 50 + 1 / 60, rel=1e-12)

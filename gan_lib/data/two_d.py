@@ -172,7 +172,10 @@ def _funnel_sample(n: int, g: torch.Generator | None, o: Mapping[str, float]) ->
 
 def _funnel_log_prob(x: Tensor, o: Mapping[str, float]) -> Tensor:
     x0, x1 = x[..., 0], x[..., 1]
-    return _normal_logpdf(x0, 0.0, math.log(2.0)) + _normal_logpdf(x1, 0.0, 0.5 * _funnel_log_var(x0))
+    lp = _normal_logpdf(x0, 0.0, math.log(2.0)) + _normal_logpdf(x1, 0.0, 0.5 * _funnel_log_var(x0))
+    # x0 = +-inf: the density's limit is 0 (the first factor's -x0^2/8 wins over the second's x0/2),
+    # where the sum of the two logs would be -inf + inf
+    return torch.where(torch.isinf(x0), torch.full_like(lp, -math.inf), lp)
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,11 @@ class Dataset2D:
         else:
             assert spec.sample is not None
             x = spec.sample(count, g, self.options)
-        return x.to(torch.float32).reshape(count, 2)
+        out = x.to(torch.float32)
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(f"{self.name} with options {dict(self.options)} draws points beyond float32's range "
+                             f"(|x| > {torch.finfo(torch.float32).max:.3g}); choose smaller options")
+        return out.reshape(count, 2)
 
     def log_prob(self, x: Any) -> Tensor:
         """The exact log-density at ``x`` of shape ``(..., 2)`` (tensor or array); float64, shape ``(...)``.
