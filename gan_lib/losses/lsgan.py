@@ -7,9 +7,10 @@ generator pulls the fakes' outputs towards ``c``:
 ``G: \tfrac12\mathbb{E}_Q[(v - c)^2]``.
 
 The optimal discriminator is ``D^*(x) = (b\,p(x) + a\,q(x)) / (p(x) + q(x))``. With
-``b - c = 1`` and ``b - a = 2`` (``preset="pearson"``: ``a=-1, b=1, c=0``) the generator, given
-``D^*`` and with the ``G``-independent term ``\tfrac12\mathbb{E}_P[(D^* - c)^2]`` added back,
-minimises ``\tfrac12\int (q - p)^2/(p + q)`` (Mao et al. 2017, Thm. 1; see Hsieh's notes), which
+``b - c = 1`` and ``b - a = 2`` (``preset="pearson"``: ``a=-1, b=1, c=0``) the value at ``D^*``,
+the generator's loss plus the term ``\tfrac12\mathbb{E}_P[(D^* - c)^2]`` (which the generator's own
+loss leaves out, though it depends on ``Q`` through ``D^*``), is
+``\tfrac12\int (q - p)^2/(p + q)`` (Mao et al. 2017, Thm. 1; see Hsieh's notes), which
 they write ``\tfrac12\chi^2_{\mathrm{Pearson}}(P + Q \| 2Q)``; in this library's convention
 ``D_f(A\|B) = \int b\, f(a/b)`` (denominator from the second argument) it is
 ``\tfrac12\chi^2_{\mathrm{Pearson}}(2Q \| P + Q)``. The default ``a=0, b=1, c=1`` is the 0-1 coding

@@ -11,9 +11,11 @@ normalisation, Miyato et al. 2018), each taken from :mod:`gan_lib.losses.regular
 :func:`attained_lipschitz` then measures, instead of assuming, the constant the trained critic has
 over the data: the largest gradient norm at samples of ``P``, of ``Q`` and at points between them,
 and the largest slope ``|v(x) - v(y)| / \|x - y\|`` over random pairs of those points. Both are
-lower bounds on the critic's Lipschitz constant over the convex hull of the points; the critic's
-estimate divided by the measured constant is a lower bound on ``W_1`` (up to sampling error),
-whichever control was used. :func:`critic_estimate` gives the estimate with its standard error.
+lower bounds on the critic's Lipschitz constant over the convex hull of the points (the critic may
+be steeper where no point fell). Only division by an *upper* bound ``\bar L`` on the constant
+guarantees ``estimate / \bar L <= W_1`` (up to sampling error), since ``v / \bar L`` is then
+1-Lipschitz; the estimate divided by the measured constant is a heuristic normalisation that can
+exceed ``W_1``. :func:`critic_estimate` gives the estimate with its standard error.
 """
 
 from __future__ import annotations
