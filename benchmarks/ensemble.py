@@ -51,6 +51,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -373,6 +374,25 @@ def float32_matmul_settings() -> dict[str, Any]:
             "env": {name: os.environ.get(name) for name in _TF32_ENV}}
 
 
+def source_revision(root: Path = Path(__file__).resolve().parent.parent) -> str:
+    """The commit of the checkout at ``root`` (the repository by default), for a record: ``git
+    rev-parse HEAD``, followed by ``" + uncommitted changes"`` when tracked files differ from it;
+    ``"unknown: <why>"`` outside a git checkout or without git (a copied working tree)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except subprocess.CalledProcessError as err:
+        return f"unknown: git {' '.join(err.cmd[3:])} failed: {(err.stderr or '').strip() or err.returncode}"
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"unknown: {err}"
+    return head + (" + uncommitted changes" if changed else "")
+
+
 def device_argument(parser: argparse.ArgumentParser, text: str) -> torch.device:
     """``--device`` as a torch device: cpu, or cuda / cuda:i where torch sees a GPU; else the
     parser's error (exit 2) naming the value and what is allowed."""
@@ -425,6 +445,7 @@ def main() -> int:
         parser.error(f"--out={str(target)!r}: {why}")
 
     matmul_settings = float32_matmul_settings()  # as the measurement starts
+    source = source_revision()
     retained = retain_freed_memory() if args.malloc == "retain" else False
     print(f"malloc: {args.malloc} ({'glibc thresholds raised' if retained else 'allocator left as it is'})")
     x = training_data().to(device)
@@ -456,7 +477,7 @@ def main() -> int:
               "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(), "host": platform.node(), "cpu_model": cpu_model(),
               "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
-              "float32_matmul": matmul_settings,
+              "float32_matmul": matmul_settings, "source": source,
               "load_average": os.getloadavg(), "summary": summary, "pairs": rows_by_threads[str(thread_counts[0])],
               "pairs_by_threads": rows_by_threads}
     target.resolve().parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensemble import (cpu_model, device_argument,  # noqa: E402  (shared with the speed benchmark)
-                      float32_matmul_settings)
+                      float32_matmul_settings, source_revision)
 
 from gan_lib.files import cannot_write, write_json  # noqa: E402
 from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble  # noqa: E402
@@ -196,6 +196,7 @@ def main() -> int:
         parser.error(f"--out={str(args.out)!r}: {why}")
 
     matmul_settings = float32_matmul_settings()  # as the measurement starts
+    source = source_revision()
     data = {"a": blobs(150, 0), "b": blobs(150, 1, shift=0.5)}
     rows: list[dict[str, object]] = []
     for dtype, optimiser, specs in (("float64", "rmsprop", MIXED), ("float64", "adam", MIXED),
@@ -235,7 +236,7 @@ def main() -> int:
                   "host": platform.node(), "device": str(device),
                   "python": platform.python_version(),
                   "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
-                  "float32_matmul": matmul_settings,
+                  "float32_matmul": matmul_settings, "source": source,
                   "steps": args.steps, "compile_losses": args.compile_losses, "tolerance": TOLERANCE, "worst": worst, "rows_over": failed, "rows": rows}
         args.out.resolve().parent.mkdir(parents=True, exist_ok=True)
         write_json(args.out, record)

@@ -70,6 +70,8 @@ def test_quick_run_writes_a_complete_record(tmp_path):
     # the float32 product settings, with the environment's TF32 switches as the script saw them
     assert record["float32_matmul"]["precision"] == "highest" and record["float32_matmul"]["cuda_allow_tf32"] is False
     assert record["float32_matmul"]["env"] == {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": None, "NVIDIA_TF32_OVERRIDE": "0"}
+    head = subprocess.run(["git", "-C", str(SCRIPT.parents[1]), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert record["source"].split(" ")[0] == (head or record["source"].split(" ")[0])  # the checkout's commit
     summary = record["summary"]["by_threads"]["1"]["wall"]
     assert summary["speedup_median"] > 0 and 0 < summary["fraction_of_bmm_peak"]
     assert len(record["pairs"]) == 1
@@ -144,3 +146,19 @@ def test_a_compiled_record_is_compared_only_with_an_uncompiled_one_of_the_same_g
     assert bench.compiled_and_eager([rec("H200", False, seeds=25, members=200), rec("H200", True)]) is None
     assert bench.compiled_and_eager([h200, h100]) is None
     assert bench.compiled_and_eager([]) is None
+
+
+def test_source_revision_names_the_commit_and_uncommitted_changes(tmp_path):
+    bench = load_script()
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    assert bench.source_revision(tmp_path).startswith("unknown: git rev-parse HEAD failed")  # not a checkout
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.txt").write_text("1")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert len(head) == 40 and bench.source_revision(tmp_path) == head
+    (tmp_path / "new.txt").write_text("untracked files are not the benchmark's code")
+    assert bench.source_revision(tmp_path) == head
+    (tmp_path / "a.txt").write_text("2")
+    assert bench.source_revision(tmp_path) == head + " + uncommitted changes"
