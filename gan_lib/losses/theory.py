@@ -1045,7 +1045,7 @@ def _ipm_family(options: Mapping[str, Mapping[str, Any]]) -> dict[str, LossTheor
             generator_value=_unknown(_NO_CLOSED_FORM),
             follows=_unknown(_NO_CLOSED_FORM),
             mode_note=_NO_CLOSED_FORM,
-            where=(r"r_i = n\,\mathrm{softmax}(v_{\mathrm{fake}})_i = e^{v_i} \big/ \tfrac1n\textstyle\sum_j e^{v_j}",),
+            where=(r"r_i = n\,\mathrm{softmax}(v_{\mathrm{fake}})_i = e^{v_{\mathrm{fake},i}} \big/ \tfrac1n\textstyle\sum_j e^{v_{\mathrm{fake},j}}",),
             functions=(_LM + "ipm.kl_hinge_discriminator", _LM + "ipm.kl_hinge_generator"),
             chapters=(_CH6,),
             claims=(
@@ -1075,7 +1075,7 @@ def _ipm_family(options: Mapping[str, Mapping[str, Any]]) -> dict[str, LossTheor
             follows=_unknown(_NO_CLOSED_FORM),
             mode_note=_NO_CLOSED_FORM,
             where=(
-                r"r_i = \max\big(0, 1 + (v_i - \lambda)/2\big),\ \lambda \text{ such that } "
+                r"r_i = \max\big(0, 1 + (v_{\mathrm{fake},i} - \lambda)/2\big),\ \lambda \text{ such that } "
                 r"\tfrac1n\textstyle\sum_i r_i = 1",
             ),
             functions=(_LM + "ipm.chi2_hinge_discriminator", _LM + "ipm.chi2_hinge_generator"),
