@@ -663,7 +663,8 @@ def test_lsgan_optimal_discriminator(a: float, b: float) -> None:
 @pytest.mark.parametrize("pair", [UNEQUAL, SHIFTED])
 def test_lsgan_pearson_identity(pair: Pair) -> None:
     # Mao et al. Thm 1 / Hsieh's notes: with b - c = 1, b - a = 2 and D* = (bp + aq)/(p+q),
-    # 1/2 E_P[(D* - c)^2] + 1/2 E_Q[(D* - c)^2] = 1/2 chi2_Pearson(P + Q || 2Q) = 1/2 int (q - p)^2/(p + q).
+    # 1/2 E_P[(D* - c)^2] + 1/2 E_Q[(D* - c)^2] = 1/2 chi2_Pearson(P + Q || 2Q) = 1/2 int (q - p)^2/(p + q)
+    # (Mao et al.'s argument order; chi2_Pearson(2Q || P + Q) in this library's convention).
     loss = losses.get("lsgan", preset="pearson")
     a, b = loss.options["a"], loss.options["b"]
 
