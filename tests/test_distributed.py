@@ -129,3 +129,63 @@ def test_bad_per_member_data_is_refused_on_every_rank_even_one_without_members(t
         assert "data[1] must hold finite" in (tmp_path / f"nan{rank}").read_text()
         assert "members is empty" in (tmp_path / f"empty{rank}").read_text()
         assert "snapshot step" in (tmp_path / f"snapshot{rank}").read_text()
+
+
+MISMATCH_SCRIPT = """
+import os, sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from gan_lib.train import MemberSpec, run_grid
+from test_distributed import CONFIG, MEMBERS, data
+rank = int(os.environ["RANK"])
+cases = {{
+    # each rank told a different seed for its second member: the gather would mix two grids
+    "members": lambda: run_grid([MEMBERS[0], MemberSpec("hinge", seed=10 + rank)], data(), CONFIG, progress=False),
+    "data": lambda: run_grid(MEMBERS[:2], data() + rank, CONFIG, progress=False),
+}}
+for case, call in cases.items():
+    try:
+        call()
+    except ValueError as err:
+        open(os.path.join({out!r}, case + str(rank)), "w").write(str(err))
+"""
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_ranks_given_different_grids_are_refused_on_every_rank(tmp_path: Path):
+    torchrun_two_ranks(tmp_path / "mismatch.py", MISMATCH_SCRIPT, tmp_path, timeout=90)
+    for case in ("members", "data"):
+        for rank in ("0", "1"):
+            text = (tmp_path / f"{case}{rank}").read_text()
+            assert f"run_grid was given a different {case} on rank(s) [1] than on rank 0" in text
+
+
+IDLE_SCRIPT = """
+import datetime, sys, torch
+import torch.distributed.distributed_c10d as c10d
+torch.set_num_threads(1)
+c10d.default_pg_timeout = datetime.timedelta(seconds=3)   # stands in for gloo's 30 minutes
+from gan_lib.train import EnsembleConfig, MemberSpec, run_grid
+sys.path.insert(0, {tests!r})
+from test_distributed import data
+# one member for two ranks: rank 1 has nothing to train and waits in the gather for rank 0's run
+cfg = EnsembleConfig(batch_size=32, n_critic=5, steps=1500, width=16, log_every=1500)
+result = run_grid([MemberSpec("hinge", seed=0)], data(), cfg, progress=False)
+if result is not None:
+    open({out!r}, "w").write(str(len(result)))
+"""
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_an_idle_rank_waits_past_the_process_groups_default_timeout(tmp_path: Path):
+    out = tmp_path / "members.txt"
+    torchrun_two_ranks(tmp_path / "idle.py", IDLE_SCRIPT, out, timeout=180)
+    assert out.read_text() == "1"
+
+
+def test_the_wait_must_be_a_positive_timedelta():
+    import datetime
+
+    for bad in (0, datetime.timedelta(0), datetime.timedelta(seconds=-1), "1h"):
+        with pytest.raises(ValueError, match="must be a positive datetime.timedelta"):
+            run_grid(MEMBERS[:1], data(), CONFIG, progress=False, timeout=bad)

@@ -15,11 +15,20 @@ products::
 Without ``torchrun`` (no ``WORLD_SIZE`` in the environment, or a world of one) it simply trains
 everything in this process. The backend is ``gloo`` on the CPU and ``nccl`` when ``config.device``
 is a CUDA device; with CUDA, rank ``r`` trains on ``cuda:<LOCAL_RANK>``.
+
+Every rank must call ``run_grid`` with the same members, data and config: before training, the
+ranks compare fingerprints of them (a hash of the member specs, the config, the snapshot steps and
+the data's values), and if any rank's differ every rank raises a ``ValueError`` naming what differs.
+A rank that finishes its members first waits for the slowest in the final gather for up to
+``timeout`` (default 7 days; a process group's own default, 30 minutes with gloo, would make an idle
+rank give up, and the launch with it, during any longer run).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
 import logging
 import os
 from typing import Mapping, Sequence
@@ -44,12 +53,42 @@ def _launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+_WAIT = datetime.timedelta(days=7)
+
+
+def _fingerprints(members: Sequence[MemberSpec], data: Data, config: EnsembleConfig,
+                  snapshot_steps: Sequence[int]) -> dict[str, str]:
+    """A short hash of each input of :func:`run_grid` that every rank must share (the data by its
+    values, dtypes and shapes), for comparing them across ranks."""
+
+    def digest(*parts: object) -> str:
+        h = hashlib.sha256()
+        for part in parts:
+            if isinstance(part, torch.Tensor):
+                t = part.detach().to("cpu").contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            else:
+                h.update(repr(part).encode())
+        return h.hexdigest()[:16]
+
+    if isinstance(data, Mapping):
+        tensors: list[object] = [x for name in sorted(data) for x in (name, torch.as_tensor(data[name]))]
+    elif isinstance(data, torch.Tensor):
+        tensors = [data]
+    else:
+        tensors = [torch.as_tensor(x) for x in data]
+    return {"members": digest(*members), "config": digest(config), "snapshot_steps": digest(list(snapshot_steps)),
+            "data": digest(*tensors)}
+
+
 def run_grid(
     members: Sequence[MemberSpec],
     data: Data,
     config: EnsembleConfig,
     progress: bool = True,
     snapshot_steps: Sequence[int] = (),
+    timeout: datetime.timedelta = _WAIT,
 ) -> EnsembleResult | None:
     """Train ``members`` as :func:`train_ensemble` does, shared out over the ranks of a ``torchrun`` launch.
 
@@ -62,9 +101,15 @@ def run_grid(
 
     Every rank checks the members and all of the data before any rank trains, so that bad input
     makes every rank raise the same error (naming the member's place in ``members``), instead of
-    one rank raising and the others waiting for it.
+    one rank raising and the others waiting for it; then the ranks compare fingerprints of their
+    inputs, and raise a ``ValueError`` on every rank if they were not given the same grid (module
+    docstring). ``timeout``: how long a rank that has finished waits for the others in the final
+    gather (a positive ``datetime.timedelta``; the gather uses a group of its own with this timeout,
+    so a process group made by the caller keeps its own for everything else).
     """
     members = list(members)
+    if not isinstance(timeout, datetime.timedelta) or timeout <= datetime.timedelta(0):
+        raise ValueError(f"timeout={timeout!r} must be a positive datetime.timedelta")
     import torch.distributed as dist
 
     if not (dist.is_available() and (dist.is_initialized() or _launched())):
@@ -81,6 +126,16 @@ def run_grid(
             local = int(os.environ.get("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1)))
             torch.cuda.set_device(local)
             local_config = dataclasses.replace(config, device=f"cuda:{local}")
+        # the same grid on every rank, or a clear error on every rank (not a silently wrong gather)
+        mine_fp = _fingerprints(members, data, config, snapshot_steps)
+        every_fp: list = [None] * world
+        dist.all_gather_object(every_fp, mine_fp)
+        differ = sorted({key for fp in every_fp for key in fp if fp[key] != every_fp[0][key]})
+        if differ:
+            ranks = [r for r, fp in enumerate(every_fp) if fp != every_fp[0]]
+            raise ValueError(f"run_grid was given a different {' and '.join(differ)} on rank(s) {ranks} than on rank 0; "
+                             f"every rank must call it with the same members, data, config and snapshot_steps")
+        wait_group = dist.new_group(timeout=timeout)   # the final gather may wait for the slowest rank's training
         positions = shard(len(members), rank, world)
         per_member = not (isinstance(data, Mapping) or isinstance(data, torch.Tensor))
         part: EnsembleResult | None = None
@@ -93,7 +148,9 @@ def run_grid(
             part.config = config
         payload = (positions, None if part is None else part.state_dict())
         gathered: list | None = [None] * world if rank == 0 else None
-        dist.gather_object(payload, gathered, dst=0)
+        dist.gather_object(payload, gathered, dst=0, group=wait_group)
+        if not created:
+            dist.destroy_process_group(wait_group)
         if rank != 0:
             return None
         pieces = [(pos, EnsembleResult.from_state_dict(state)) for pos, state in gathered if state is not None]  # type: ignore[union-attr]
