@@ -503,6 +503,31 @@ def test_chapter_5_refuses_scales_so_small_that_a_cell_would_divide_by_zero() ->
             book.check_parameters(nb, {name: value}, cwd=chapter.parent)
 
 
+def test_chapter_5_passes_whole_numbers_for_real_knobs_on_as_floats() -> None:
+    # -p start 20 made torch.full(..., P["start"], requires_grad=True) an integer tensor that cannot require a
+    # gradient, and -p far_shift 40 a Long tensor beside Float ones: every knob whose default in the parameters
+    # cell is a float, or a list of floats, must reach the chapter's cells as floats whatever the reader typed
+    chapter = Path(__file__).resolve().parents[1] / "notebooks" / "05_distances.md"
+    nb = book.read_chapter(chapter)
+    defaults = {name: default for name, (default, _) in book.chapter_parameters(nb).items()}
+    whole = {"kernel_bandwidth": 5, "start": 20, "lr_g": 1, "gp_weight": 1000, "clip": 1, "near_shift": 1,
+             "far_shift": 40, "clip_values": [0.5, 1], "bandwidths": [10]}
+    cells = {tag: next(c.source for c in nb.cells if tag in c.get("metadata", {}).get("tags", []))
+             for tag in ("parameters", "validate")}
+    namespace: dict = {}
+    exec(cells["parameters"], namespace)
+    namespace.update(whole)
+    exec(cells["validate"], namespace)
+    P = namespace["P"]
+    real = [name for name, d in defaults.items() if isinstance(d, float)]
+    lists = [name for name, d in defaults.items() if isinstance(d, list) and d and all(isinstance(v, float) for v in d)]
+    assert set(whole) <= set(real) | set(lists)
+    for name in real:
+        assert type(P[name]) is float and P[name] == whole.get(name, defaults[name]), name
+    for name in lists:
+        assert all(type(v) is float for v in P[name]) and P[name] == whole.get(name, defaults[name]), name
+
+
 def test_a_kernel_that_dies_while_starting_is_started_again(tmp_path: Path, monkeypatch, caplog) -> None:
     # jupyter_client's report when a kernel dies before its first reply (seen once in CI, two
     # kernels starting at once on 2 cores): no cell ran, so a second start is the same run
