@@ -189,3 +189,13 @@ def test_the_wait_must_be_a_positive_timedelta():
     for bad in (0, datetime.timedelta(0), datetime.timedelta(seconds=-1), "1h"):
         with pytest.raises(ValueError, match="must be a positive datetime.timedelta"):
             run_grid(MEMBERS[:1], data(), CONFIG, progress=False, timeout=bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_a_cuda_config_without_cuda_is_refused_before_any_process_group(monkeypatch):
+    # under torchrun it used to reach init_process_group("nccl") and fail with torch's NCCL message
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = EnsembleConfig(batch_size=32, n_critic=2, steps=2, width=8, device="cuda")
+    for call in (run_grid, train_ensemble):
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            call(MEMBERS[:1], data(), cfg, progress=False)

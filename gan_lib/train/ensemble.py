@@ -1006,6 +1006,10 @@ def _checked_inputs(members: Sequence[MemberSpec], data: Data, config: EnsembleC
             raise TypeError(f"members[{i}] is a {type(m).__name__}; expected a MemberSpec")
     if not isinstance(config, EnsembleConfig):
         raise TypeError(f"config must be an EnsembleConfig; got {type(config).__name__}")
+    wanted = torch.device(config.device)
+    if wanted.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config.device={config.device!r}, but this torch ({torch.__version__}) sees no CUDA device; "
+                         f"use device='cpu'")
     x_all, shared = _resolve_data(members, data, torch.device(config.device) if device is None else device,
                                   getattr(torch, config.dtype))
     total = config.total_steps(x_all.shape[-2])
