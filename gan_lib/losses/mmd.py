@@ -60,20 +60,27 @@ def _features(name: str, f: Tensor) -> Tensor:
     return f
 
 
-def gaussian_kernel(a: Tensor, b: Tensor, bandwidths: float | Sequence[float] = 1.0) -> Tensor:
+def gaussian_kernel(a: Tensor, b: Tensor, bandwidths: float | Sequence[float] = 1.0, *,
+                    same_from: int | None = None) -> Tensor:
     r"""``\sum_h \exp(-\|a_i - b_j\|^2 / (2 h^2))`` for every pair: ``(n, k), (m, k) -> (n, m)``,
-    or batched ``(K, n, k), (K, m, k) -> (K, n, m)``. Differentiable in both arguments. When ``b`` is
-    ``a`` itself, the diagonal is exactly ``len(bandwidths)`` at any bandwidth."""
+    or batched ``(K, n, k), (K, m, k) -> (K, n, m)``. Differentiable in both arguments.
+
+    ``same_from=s``: row ``i`` of ``a`` is row ``s + i`` of ``b`` (``a`` a block of rows of ``b``),
+    so those pairs are at distance exactly 0 and their kernel is exactly ``len(bandwidths)`` at any
+    bandwidth, not the rounding of ``|a|^2 + |b|^2 - 2 a.b`` that a small bandwidth would magnify.
+    ``b`` given as ``a`` itself means ``same_from=0``."""
     hs = check_bandwidths(bandwidths)
-    same = a is b
+    if same_from is None and a is b:
+        same_from = 0
     a, b = _features("a", a), _features("b", b)
     if a.shape[-1] != b.shape[-1] or a.shape[:-2] != b.shape[:-2]:
         raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} must agree in every dimension but the samples")
     # squared distances |a|^2 + |b|^2 - 2 a.b, clamped at 0 (rounding); the gradient of a Gaussian at
     # distance 0 is 0, so the clamp loses nothing
     d2 = (a.square().sum(-1)[..., :, None] + b.square().sum(-1)[..., None, :] - 2.0 * a @ b.transpose(-1, -2)).clamp_min(0.0)
-    if same:  # k(a, a): the diagonal is a distance of exactly 0, not the rounding of |a|^2 + |a|^2 - 2 a.a
-        d2 = d2.masked_fill(torch.eye(d2.shape[-1], dtype=torch.bool, device=d2.device), 0.0)
+    if same_from is not None:  # the pairs of a point with itself: a distance of exactly 0
+        rows = torch.arange(d2.shape[-2], device=d2.device)
+        d2 = d2.masked_fill(rows[:, None] + same_from == torch.arange(d2.shape[-1], device=d2.device), 0.0)
     # below sqrt(tiny) of the dtype, 2 h^2 underflows (0/0 at distance 0): then in float64, h by h
     tiny = math.sqrt(torch.finfo(d2.dtype).tiny)
     return sum(torch.exp(-d2 / (2.0 * h * h)) if h > tiny else torch.exp(-(d2.double() / h / h) * 0.5).to(d2.dtype)

@@ -95,17 +95,11 @@ def _sq_dists(a: Tensor, b: Tensor, b_sq: Tensor) -> Tensor:
 
 def _kernel_sum(a: Tensor, b: Tensor, bandwidths: tuple[float, ...]) -> float:
     """``sum_{i,j} k(a_i, b_j)`` for :func:`~gan_lib.losses.mmd.gaussian_kernel`, in chunks of rows of ``a``.
-    When ``b`` is ``a``, the pairs ``i = j`` count ``k(a_i, a_i) = len(bandwidths)`` exactly (their
-    distance through ``|a|^2 + |a|^2 - 2 a.a`` is rounding, which a small bandwidth would magnify)."""
+    When ``b`` is ``a``, the pairs ``i = j`` count ``k(a_i, a_i) = len(bandwidths)`` exactly
+    (``gaussian_kernel``'s ``same_from``)."""
     step = max(1, _CHUNK_ENTRIES // b.shape[0])
-    total = 0.0
-    for start in range(0, a.shape[0], step):
-        k = gaussian_kernel(a[start : start + step], b, bandwidths)
-        if a is b:
-            rows = torch.arange(k.shape[0], device=k.device)
-            k[rows, start + rows] = float(len(bandwidths))
-        total += float(k.sum())
-    return total
+    return sum(float(gaussian_kernel(a[start : start + step], b, bandwidths, same_from=start if a is b else None).sum())
+               for start in range(0, a.shape[0], step))
 
 
 def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWIDTH,), unbiased: bool = False) -> float:
