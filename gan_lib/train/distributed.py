@@ -21,7 +21,10 @@ ranks compare fingerprints of them (a hash of the member specs, the config, the 
 the data's values), and if any rank's differ every rank raises a ``ValueError`` naming what differs.
 A rank that finishes its members first waits for the slowest in the final gather for up to
 ``timeout`` (default 7 days; a process group's own default, 30 minutes with gloo, would make an idle
-rank give up, and the launch with it, during any longer run).
+rank give up, and the launch with it, during any longer run). To call ``run_grid`` more than once
+in a launch, initialise the process group yourself first (``run_grid`` then leaves it alone):
+tearing a gloo group down and making another in the same processes can race, and the new one then
+fails to connect.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ def run_grid(
     _checked_inputs(members, data, config, snapshot_steps, torch.device("cpu"))  # raises what train_ensemble would
     cuda = torch.device(config.device).type == "cuda"
     created = not dist.is_initialized()
+    wait_group = None
     if created:
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     try:
@@ -149,8 +153,6 @@ def run_grid(
         payload = (positions, None if part is None else part.state_dict())
         gathered: list | None = [None] * world if rank == 0 else None
         dist.gather_object(payload, gathered, dst=0, group=wait_group)
-        if not created:
-            dist.destroy_process_group(wait_group)
         if rank != 0:
             return None
         pieces = [(pos, EnsembleResult.from_state_dict(state)) for pos, state in gathered if state is not None]  # type: ignore[union-attr]
@@ -159,3 +161,5 @@ def run_grid(
     finally:
         if created:
             dist.destroy_process_group()
+        elif wait_group is not None:   # the caller's group stays; the gather's own goes, on every path
+            dist.destroy_process_group(wait_group)

@@ -1010,7 +1010,7 @@ def _checked_inputs(members: Sequence[MemberSpec], data: Data, config: EnsembleC
     if wanted.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"config.device={config.device!r}, but this torch ({torch.__version__}) sees no CUDA device; "
                          f"use device='cpu'")
-    x_all, shared = _resolve_data(members, data, torch.device(config.device) if device is None else device,
+    x_all, shared = _resolve_data(members, data, wanted if device is None else device,
                                   getattr(torch, config.dtype))
     total = config.total_steps(x_all.shape[-2])
     if isinstance(snapshot_steps, (str, bytes)) or not isinstance(snapshot_steps, Sequence):
