@@ -248,6 +248,25 @@ def test_float32_members_follow_their_loops():
                             tol=1e-5)  # observed <= 5e-6
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_default_dtype_changes_nothing(dtype):
+    """Every draw is made in float32 from the member's own generator, whatever torch's default dtype
+    (under a float64 default the same seed used to draw a different stream, hence other networks)."""
+    cfg = EnsembleConfig(**CFG, dtype=dtype)
+    runs = []
+    for default in (torch.float32, torch.float64):
+        before = torch.get_default_dtype()
+        torch.set_default_dtype(default)
+        try:
+            runs.append(train_ensemble(MIXED[:3], DATA, cfg, progress=False))
+        finally:
+            torch.set_default_dtype(before)
+    for a, b in zip(runs[0].generator.parameters(), runs[1].generator.parameters()):
+        assert a.dtype == b.dtype == getattr(torch, dtype)
+        assert torch.equal(a, b)
+    assert torch.equal(runs[0].sample(64, seed=1), runs[1].sample(64, seed=1))
+
+
 def test_compiled_losses_follow_the_plain_pytorch_loop(monkeypatch):
     """``compile_losses=True``: the nine mixed members (eight loss groups, not stored group by group)
     with their losses fused by torch.compile still follow the hand-written single-model loop."""

@@ -1033,8 +1033,9 @@ def _init_members(members: Sequence[MemberSpec], cfg: EnsembleConfig, d: int,
     generator = BatchedMLP(cfg.z_dim, [cfg.width] * k, cfg.depth, out_dim=d, generator=blank, fused=True)
     critic = BatchedMLP(d, [cfg.width] * k, cfg.depth, out_dim=1, generator=blank, fused=True)
     dims = [d] + [cfg.width] * cfg.depth + [1]
-    sn_u = [torch.zeros(k, dims[i + 1]) for i in range(cfg.depth + 1)]
-    sn_v = [torch.zeros(k, dims[i]) for i in range(cfg.depth + 1)]
+    f32 = torch.float32   # the draws are made in float32 whatever torch's default dtype, then cast to cfg.dtype
+    sn_u = [torch.zeros(k, dims[i + 1], dtype=f32) for i in range(cfg.depth + 1)]
+    sn_v = [torch.zeros(k, dims[i], dtype=f32) for i in range(cfg.depth + 1)]
     with torch.no_grad():
         for i, (m, g) in enumerate(zip(members, gens)):
             # the draws of BatchedMLP(in, [width], depth, out, generator=g), generator then critic,
@@ -1042,13 +1043,13 @@ def _init_members(members: Sequence[MemberSpec], cfg: EnsembleConfig, d: int,
             for bank in (generator, critic):
                 for layer in range(cfg.depth + 1):
                     w, b = bank.weights[layer], bank.biases[layer]
-                    bound = torch.tensor(float(w.shape[1])).rsqrt()
-                    w[i].copy_((torch.rand(w.shape[1:], generator=g) * 2 - 1) * bound)
-                    b[i].copy_((torch.rand(b.shape[1:], generator=g) * 2 - 1) * bound)
+                    bound = torch.tensor(float(w.shape[1]), dtype=f32).rsqrt()
+                    w[i].copy_((torch.rand(w.shape[1:], generator=g, dtype=f32) * 2 - 1) * bound)
+                    b[i].copy_((torch.rand(b.shape[1:], generator=g, dtype=f32) * 2 - 1) * bound)
             if m.regulariser == "spectral_norm":
                 for layer in range(cfg.depth + 1):
-                    u = torch.randn(dims[layer + 1], generator=g)
-                    v = torch.randn(dims[layer], generator=g)
+                    u = torch.randn(dims[layer + 1], generator=g, dtype=f32)
+                    v = torch.randn(dims[layer], generator=g, dtype=f32)
                     sn_u[layer][i] = _normalise(u)
                     sn_v[layer][i] = _normalise(v)
     return generator, critic, sn_u, sn_v
