@@ -88,6 +88,17 @@ def test_rings_density_counts_both_radial_branches():
     assert math.exp(float(ds.log_prob(torch.tensor([0.0, rho], dtype=torch.float64)))) == pytest.approx(ref, rel=1e-12)
 
 
+@pytest.mark.parametrize("radius, std, rho", [(5.0, 0.2, 1e-170), (5.0, 0.2, 3e-160), (1e200, 1e199, 1e200),
+                                              (1e200, 1e199, 3e200)])
+def test_rings_density_far_out_and_near_the_origin(radius, std, rho):
+    # the radius is taken without squaring the coordinates: |x|^2 under- or overflows float64 here
+    ds = get("rings", radius=radius, std=std)
+    branches = logsumexp([stats.norm.logpdf(rho, radius, std), stats.norm.logpdf(-rho, radius, std)])
+    ref = branches - math.log(2 * math.pi) - math.log(rho)
+    for x in ([rho, 0.0], [0.0, -rho], [rho / math.sqrt(2), rho / math.sqrt(2)]):
+        assert float(ds.log_prob(torch.tensor(x, dtype=torch.float64))) == pytest.approx(ref, rel=1e-12)
+
+
 def test_square_and_cosine_supports():
     sq = get("square")
     inside = torch.tensor([[0.0, 0.0], [2.999, -2.999], [3.0, 3.0], [-1.0, 2.0]])

@@ -125,7 +125,7 @@ def _rings_sample(n: int, g: torch.Generator | None, o: Mapping[str, float]) -> 
 
 def _rings_log_prob(x: Tensor, o: Mapping[str, float]) -> Tensor:
     # A draw with r < 0 lands at distance -r on the opposite side: both radial branches count.
-    rho = torch.linalg.vector_norm(x, dim=-1)
+    rho = torch.hypot(x[..., 0], x[..., 1])   # no overflow of x^2 far out, nor underflow near the origin
     R, s = o["radius"], o["std"]
     log_s = math.log(s)
     branches = torch.logaddexp(_normal_logpdf(rho, R, log_s), _normal_logpdf(-rho, R, log_s))
