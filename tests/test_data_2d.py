@@ -278,8 +278,12 @@ def test_ring8_and_grid25_samples_sit_on_their_modes():
 def test_sampling_reproducible_and_shapes():
     for name in ALL:
         ds = get(name)
-        a, b = ds.sample(100, generator=5), ds.sample(100, generator=5)
+        a, b = ds.sample(100, generator=5), ds.sample(100, seed=5)
         assert a.dtype == torch.float32 and a.shape == (100, 2) and torch.equal(a, b)
+        with pytest.raises(TypeError, match="not both"):
+            ds.sample(3, generator=5, seed=5)
+        with pytest.raises(TypeError, match="seed"):
+            ds.sample(3, seed="five")
         assert not torch.equal(a, ds.sample(100, generator=6))
         g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
         assert torch.equal(ds.sample(10, g1), ds.sample(10, g2))

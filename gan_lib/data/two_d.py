@@ -278,12 +278,18 @@ class Dataset2D:
         spec = _SPECS[self.name]
         return None if spec.modes is None else spec.modes(self.options)
 
-    def sample(self, n: int, generator: torch.Generator | int | None = None) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | int | None = None, *, seed: int | None = None) -> Tensor:
         """``n`` independent draws as a float32 ``(n, 2)`` tensor (drawn in float64, then rounded).
 
         ``generator``: ``None`` uses torch's global RNG; a ``torch.Generator`` is advanced; an
-        integer seed makes the draw reproducible on its own.
+        integer seed makes the draw reproducible on its own. ``seed=s`` is the same as
+        ``generator=s`` (the keyword :meth:`gan_lib.train.EnsembleResult.sample` takes); give one
+        of the two.
         """
+        if seed is not None:
+            if generator is not None:
+                raise TypeError(f"give generator= or seed=, not both (generator={generator!r}, seed={seed!r})")
+            generator = seed
         try:
             count = integer_number(n, lo=0)
         except ValueError:
