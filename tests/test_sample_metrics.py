@@ -111,6 +111,9 @@ def test_mmd_input_errors_and_dtypes():
     for bad in (0.0, -1.0, (), (1.0, math.inf), "2"):
         with pytest.raises(ValueError, match="bandwidths="):
             mmd(x, x, bandwidths=bad)
+    for bad in (torch.tensor([1.0, 2.0]), torch.tensor(1.0, requires_grad=True), [0.5, torch.tensor(1.0)]):
+        with pytest.raises(ValueError, match=r"bandwidths=.*tolist\(\).*no gradient"):
+            mmd(x, x, bandwidths=bad)
     with pytest.raises(ValueError, match="True or False"):
         mmd(x, x, unbiased=1)
 

@@ -39,8 +39,13 @@ __all__ = ["check_bandwidths", "gaussian_kernel", "mmd2", "mmd_discriminator", "
 def check_bandwidths(bandwidths: Any) -> tuple[float, ...]:
     """``bandwidths`` (a number > 0 or a non-empty sequence of them) as a tuple of floats; anything
     else is refused with a ValueError naming the value."""
-    values = [bandwidths] if is_real(bandwidths) else bandwidths
     allowed = f"bandwidths={bandwidths!r} not allowed; give a finite real number > 0 or a non-empty sequence of them"
+    if isinstance(bandwidths, Tensor) or (isinstance(bandwidths, (list, tuple))
+                                          and any(isinstance(h, Tensor) for h in bandwidths)):
+        # numbers are taken as fixed constants: a tensor's gradient (a learned bandwidth) would be lost
+        raise ValueError(allowed + " as Python or NumPy numbers (e.g. tensor.tolist()); the bandwidths are "
+                         "fixed constants, so a learned bandwidth would get no gradient")
+    values = [bandwidths] if is_real(bandwidths) else bandwidths
     try:
         out = tuple(real_number(h) for h in values)
     except (TypeError, ValueError):
