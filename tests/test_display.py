@@ -150,6 +150,16 @@ def test_one_sided_and_bracketing_checks(shown: list[str]) -> None:
         display.check("inside", 1.5, above=0.0, below=1.0)
 
 
+def test_not_checked_says_what_and_why(shown: list[str]) -> None:
+    display.not_checked("the generator lands", "the run ends at step 120, the crossing is predicted at 277")
+    assert shown == ["○ not checked in this run: the generator lands (the run ends at step 120, the crossing is "
+                     "predicted at 277)"]
+    for claim, reason in (("", "why"), ("what", "  "), ("what", None)):
+        with pytest.raises(ValueError, match="must be a non-empty string"):
+            display.not_checked(claim, reason)
+    assert len(shown) == 1
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [dict(reference=1.0), dict(tol=1.0), dict(reference=1.0, tol=0.1, below=2.0), dict(), dict(reference=0.0, tol=-1.0)],

@@ -20,7 +20,7 @@ from typing import Any
 
 import IPython.display as ipd
 
-__all__ = ["glue", "glue_text", "markdown_table", "tex", "check", "mean_se"]
+__all__ = ["glue", "glue_text", "markdown_table", "tex", "check", "not_checked", "mean_se"]
 
 #: What :func:`glue_text` glues for a missing value (``None`` or NaN).
 MISSING = "—"
@@ -194,3 +194,17 @@ def check(
         else:
             text = f"✓ {claim}: " + ("" if lo is None else f"{_num(lo, fmt)} ≤ ") + f"{_num(v, fmt)} ≤ {_num(hi, fmt)}{where}"
     ipd.display(ipd.Markdown(text))
+
+
+def not_checked(claim: str, reason: str) -> None:
+    """Show, in place of a :func:`check`, that ``claim`` is not asserted in this run and why.
+
+    For a claim that holds only where the run allows it (a crossing the run is too short to
+    reach): the reader who changed a parameter sees the check's place kept, with the reason,
+    instead of a callout that silently went away. The callout reads "○ not checked in this run:
+    claim (reason)".
+    """
+    for name, text in (("claim", claim), ("reason", reason)):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"not_checked: {name}={text!r} must be a non-empty string")
+    ipd.display(ipd.Markdown(f"○ not checked in this run: {claim} ({reason})"))
