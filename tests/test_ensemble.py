@@ -413,6 +413,19 @@ def test_epochs_and_sampling():
     assert max(float(w.detach()[1].abs().max()) for w in [*result.critic.weights, *result.critic.biases]) <= 0.01
 
 
+def test_member_specs_are_values():
+    """A spec keeps its own copy of the loss options (a later change to the caller's dict does not
+    reach it past validation) and can be hashed; equal specs are equal whatever dict they came from."""
+    options = {"clamp": True}
+    spec = MemberSpec("fgan_kl", seed=1, loss_options=options)
+    options["nope"] = 1   # would be refused at construction
+    assert dict(spec.loss_options) == {"clamp": True}
+    twin = MemberSpec("fgan_kl", seed=1, loss_options={"clamp": True})
+    assert spec == twin and hash(spec) == hash(twin) and len({spec, twin}) == 1
+    assert spec != MemberSpec("fgan_kl", seed=1, loss_options={"clamp": False})
+    assert {spec: "a"}[twin] == "a"
+
+
 @pytest.mark.parametrize(
     "make, match",
     [

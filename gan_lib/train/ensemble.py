@@ -131,7 +131,8 @@ class MemberSpec:
 
     loss: str
     seed: int
-    loss_options: Mapping[str, Any] = field(default_factory=dict)
+    # left out of the hash (a dict has none), so that specs can be set members and keys; equality compares it
+    loss_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     regulariser: str = "none"
     reg_weight: float = 10.0
     clip: float = 0.01
@@ -145,7 +146,9 @@ class MemberSpec:
             raise TypeError(f"loss={self.loss!r} must be a registered loss name (a str)")
         if not isinstance(self.loss_options, Mapping):
             raise TypeError(f"loss_options={self.loss_options!r} must be a dict of the loss's options")
-        _losses.get(self.loss, **dict(self.loss_options))  # unknown name / option -> ValueError naming it
+        # a copy: a later change to the caller's dict would otherwise reach the spec past this validation
+        object.__setattr__(self, "loss_options", dict(self.loss_options))
+        _losses.get(self.loss, **self.loss_options)  # unknown name / option -> ValueError naming it
         if not is_integer(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed={self.seed!r} must be an integer with 0 <= seed < 2**63")
         named("regulariser", self.regulariser, one_of(*REGULARISERS))
