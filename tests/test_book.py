@@ -138,6 +138,43 @@ def test_run_writes_notebook_and_html_into_a_named_folder(tiny_book: Path, tmp_p
     assert sorted(p.name for p in folder.iterdir()) == ["01_good.html", "01_good.ipynb", "parameters.json"]
 
 
+def test_a_run_knows_which_parameters_the_reader_chose(tmp_path: Path) -> None:
+    # params.given: the names set besides the profile, so that a chapter asserts its checks on its
+    # profiles' own settings and only reports them with a reader's values
+    src = GOOD.replace('print("squares", [i * i for i in range(steps)])',
+                       'from gan_lib.pipeline.params import given\nprint("given", given(globals()))')
+    chapter = write_book(tmp_path / "b", {"01_given": src}) / "notebooks" / "01_given.md"
+
+    def printed(folder: Path) -> str:
+        nb = nbformat.read(next(folder.glob("*.ipynb")), as_version=4)
+        return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+    runs = tmp_path / "runs"
+    assert "given ('steps',)" in printed(book.run_chapter(chapter, {"steps": 4, "profile": "smoke"}, runs=runs,
+                                                          progress=False))
+    assert "given ()" in printed(book.run_chapter(chapter, {"profile": "smoke"}, runs=runs, progress=False))
+
+
+def test_with_a_readers_parameters_failed_checks_are_shown_and_listed(tmp_path: Path) -> None:
+    src = GOOD.replace('print("squares", [i * i for i in range(steps)])', textwrap.dedent('''\
+        from gan_lib.pipeline.display import check, report_only
+        from gan_lib.pipeline.params import given
+        report_only(given(globals()))
+        check("few steps", steps, below=5)
+        print("went on")'''))
+    chapter = write_book(tmp_path / "b", {"01_checks": src}) / "notebooks" / "01_checks.md"
+    folder = book.run_chapter(chapter, {"steps": 9}, runs=tmp_path / "runs", progress=False)
+    assert book.failed_checks(folder) == ["✗ few steps: 9 is not ≤ 5 (does not hold with this run's own steps; "
+                                          "not asserted)"]
+    assert "went on" in (folder / "01_checks.html").read_text()
+    assert book.failed_checks(book.run_chapter(chapter, {"steps": 2}, runs=tmp_path / "runs", progress=False)) == []
+    chapter.write_text(src.replace("steps = 3 ", "steps = 9 "))   # now the chapter's own setting fails the check
+    with pytest.raises(book.BuildError, match="few steps"):   # as the book's build runs it: asserted
+        book.execute_chapter(chapter, tmp_path / "out" / "01_checks.ipynb", {"profile": "cpu"}, cwd=chapter.parent)
+    with pytest.raises(book.BuildError, match="few steps"):   # and on a profile alone
+        book.run_chapter(chapter, {"profile": "smoke"}, runs=tmp_path / "runs2", progress=False)
+
+
 def test_run_outputs_follow_the_umask(tiny_book: Path, tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

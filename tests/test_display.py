@@ -150,6 +150,28 @@ def test_one_sided_and_bracketing_checks(shown: list[str]) -> None:
         display.check("inside", 1.5, above=0.0, below=1.0)
 
 
+def test_report_only_shows_failures_with_a_readers_parameters_and_asserts_without(shown: list[str],
+                                                                                   monkeypatch) -> None:
+    monkeypatch.setattr(display, "_REPORTED", ())
+    display.report_only(["lr_g", "start"])
+    display.check("settles", 1.6686, below=0.05, fmt=".3f")
+    display.check("slope", 0.9513, 1.002, 0.05, fmt=".3f")
+    display.check("inside", 1.5, above=0.0, below=1.0)
+    display.check("fine", 0.01, below=0.05)
+    assert shown == [
+        "✗ settles: 1.669 is not ≤ 0.050 (does not hold with this run's own lr_g, start; not asserted)",
+        "✗ slope: 0.951 vs 1.002, |Δ| = 5.1e−2 > 0.05 (does not hold with this run's own lr_g, start; not asserted)",
+        "✗ inside: 1.5 is not ≥ 0 and ≤ 1 (does not hold with this run's own lr_g, start; not asserted)",
+        "✓ fine: 0.01 ≤ 0.05",
+    ]
+    display.report_only([])   # the book's own build: asserted again
+    with pytest.raises(AssertionError, match=r"settles: 1\.6686 is not <= 0\.05"):
+        display.check("settles", 1.6686, below=0.05)
+    for bad in ("lr_g", [""], [3], None):
+        with pytest.raises(ValueError, match="must be a list of parameter names"):
+            display.report_only(bad)
+
+
 def test_not_checked_says_what_and_why(shown: list[str]) -> None:
     display.not_checked("the generator lands", "the run ends at step 120, the crossing is predicted at 277")
     assert shown == ["○ not checked in this run: the generator lands (the run ends at step 120, the crossing is "

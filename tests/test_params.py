@@ -3,7 +3,7 @@ import math
 import pytest
 
 from gan_lib.pipeline.params import (
-    ParameterError, boolean, integer, list_of, one_of, optional, real, validate, with_profile,
+    GIVEN_NAME, ParameterError, boolean, given, integer, list_of, one_of, optional, real, validate, with_profile,
 )
 
 
@@ -55,3 +55,11 @@ def test_a_string_given_for_a_list_is_told_how_to_write_one() -> None:
     with pytest.raises(ParameterError) as info:
         names("datasets", ["wrong"])  # a list with a bad item needs no advice on the syntax
     assert "shell quotes" not in str(info.value)
+
+
+def test_given_reads_the_names_the_pipeline_injects() -> None:
+    assert given({}) == ()   # a notebook not run by the pipeline: its own settings
+    assert given({GIVEN_NAME: ["lr", "steps"]}) == ("lr", "steps")
+    for bad in ("lr", [1], None):
+        with pytest.raises(ParameterError, match=f"{GIVEN_NAME}=.* must be a list of parameter names"):
+            given({GIVEN_NAME: bad})

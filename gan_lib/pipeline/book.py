@@ -65,6 +65,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import yaml
 
 from ..files import TEMP_MARK, atomic_open, publish, stale_temporary, temp_dir, temp_path, write_text
+from .params import GIVEN_NAME
 
 __all__ = [
     "ChapterResult",
@@ -77,6 +78,7 @@ __all__ = [
     "show_values_in_parameters_cell",
     "parse_value",
     "check_parameters",
+    "failed_checks",
     "check_writable",
     "sweep_stale",
     "failed_copy",
@@ -438,7 +440,10 @@ def _parameterize(nb, parameters: Mapping[str, Any]):
     nb.metadata.setdefault("papermill", nbformat.NotebookNode())
     for cell in nb.cells:
         cell.metadata.setdefault("tags", [])
-    return parameterize_notebook(nb, dict(parameters), kernel_name=KERNEL, language="python")
+    # the names the reader chose beside the profile, for gan_lib.pipeline.params.given (a chapter run on a
+    # profile's own settings asserts its checks; one run on a reader's parameters may only report them)
+    injected = {**parameters, GIVEN_NAME: sorted(name for name in parameters if name != "profile")}
+    return parameterize_notebook(nb, injected, kernel_name=KERNEL, language="python")
 
 
 def check_parameters(nb, parameters: Mapping[str, Any], cwd: Path | None = None) -> None:
@@ -1732,6 +1737,20 @@ def _figure_alt_text(nb: Any, body: str) -> tuple[str, int]:
                 changed = True
     missing = sum(1 for img in soup.find_all("img") if not img.get("alt") or img["alt"].startswith(_NO_ALT))
     return (str(soup) if changed else body), missing
+
+
+def failed_checks(folder: Path) -> list[str]:
+    """The callouts of checks that failed, shown rather than raised (``display.report_only``: a run
+    on a reader's own parameters), in the executed notebook of the run ``folder``."""
+    import nbformat
+
+    nb = nbformat.read(next(Path(folder).glob("*.ipynb")), as_version=4)
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            text = o.get("data", {}).get("text/markdown", "")
+            out += [line for line in (text if isinstance(text, str) else "".join(text)).splitlines() if line.startswith("✗ ")]
+    return out
 
 
 def run_chapter(chapter: Path, parameters: Mapping[str, Any], *, runs: Path = Path("runs"), progress: bool = True) -> Path:

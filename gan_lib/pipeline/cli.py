@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             book.check_writable(args.runs, "--runs")
             folder = book.run_chapter(args.chapter, params, runs=args.runs)
             print(f"[ganbook] executed {args.chapter} with {params or 'its defaults'} into {folder}/")
+            failed = book.failed_checks(folder)
+            if failed:
+                print(f"[ganbook] {len(failed)} check(s) did not hold with these parameters (marked ✗ on the page, "
+                      "not asserted):\n  " + "\n  ".join(failed))
         elif args.command == "params":
             nb = book.read_chapter(args.chapter)
             for name, (default, comment) in book.chapter_parameters(nb).items():

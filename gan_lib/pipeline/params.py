@@ -33,12 +33,18 @@ __all__ = [
     "list_of",
     "validate",
     "with_profile",
+    "given",
+    "GIVEN_NAME",
     "PROFILES",
 ]
 
 #: The profiles every chapter knows: ``smoke`` (seconds, for tests), ``cpu`` (the default book
 #: build, minutes on 2 cores), ``gpu`` (larger runs on a CUDA machine).
 PROFILES = ("smoke", "cpu", "gpu")
+
+#: The variable the book pipeline injects beside a chapter's parameters: the sorted names of those
+#: the reader set, ``profile`` left out (``ganbook run ... -p lr 1e-3`` gives ``["lr"]``).
+GIVEN_NAME = "GANBOOK_GIVEN"
 
 
 class ParameterError(ValueError):
@@ -174,3 +180,16 @@ def with_profile(params: Mapping[str, Any], table: Mapping[str, Mapping[str, Any
                 raise ParameterError(f"parameter {name} is None but profile {profile!r} gives no value for it")
             out[name] = sizes[name]
     return out
+
+
+def given(namespace: Mapping[str, Any]) -> tuple[str, ...]:
+    """The parameters the reader chose for this run, besides the profile: ``()`` for a run on a
+    profile's own settings (the book's build), or for a notebook not run by the pipeline.
+
+    Read from :data:`GIVEN_NAME`, which the pipeline injects with the parameters; anything else
+    there than a list of names is refused.
+    """
+    names = namespace.get(GIVEN_NAME, [])
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ParameterError(f"{GIVEN_NAME}={names!r} must be a list of parameter names")
+    return tuple(names)
