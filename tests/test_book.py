@@ -139,10 +139,10 @@ def test_run_writes_notebook_and_html_into_a_named_folder(tiny_book: Path, tmp_p
 
 
 def test_a_run_knows_which_parameters_the_reader_chose(tmp_path: Path) -> None:
-    # params.given: the names set besides the profile, so that a chapter asserts its checks on its
-    # profiles' own settings and only reports them with a reader's values
+    # params.given: the names set to other values than the defaults, besides the profile, so that a
+    # chapter asserts its checks on its profiles' own settings and only reports them with a reader's values
     src = GOOD.replace('print("squares", [i * i for i in range(steps)])',
-                       'from gan_lib.pipeline.params import given\nprint("given", given(globals()))')
+                       'from gan_lib.pipeline.params import given\nprint("given", given())')
     chapter = write_book(tmp_path / "b", {"01_given": src}) / "notebooks" / "01_given.md"
 
     def printed(folder: Path) -> str:
@@ -153,19 +153,22 @@ def test_a_run_knows_which_parameters_the_reader_chose(tmp_path: Path) -> None:
     assert "given ('steps',)" in printed(book.run_chapter(chapter, {"steps": 4, "profile": "smoke"}, runs=runs,
                                                           progress=False))
     assert "given ()" in printed(book.run_chapter(chapter, {"profile": "smoke"}, runs=runs, progress=False))
+    assert "given ()" in printed(book.run_chapter(chapter, {"steps": 3}, runs=runs, progress=False))   # its default
+    page = (book.run_chapter(chapter, {"steps": 5}, runs=runs, progress=False) / "01_given.html").read_text()
+    assert "GANBOOK_GIVEN" not in page   # nothing of the plumbing on the reader's page
 
 
 def test_with_a_readers_parameters_failed_checks_are_shown_and_listed(tmp_path: Path) -> None:
     src = GOOD.replace('print("squares", [i * i for i in range(steps)])', textwrap.dedent('''\
         from gan_lib.pipeline.display import check, report_only
         from gan_lib.pipeline.params import given
-        report_only(given(globals()))
+        report_only(given())
         check("few steps", steps, below=5)
         print("went on")'''))
     chapter = write_book(tmp_path / "b", {"01_checks": src}) / "notebooks" / "01_checks.md"
     folder = book.run_chapter(chapter, {"steps": 9}, runs=tmp_path / "runs", progress=False)
-    assert book.failed_checks(folder) == ["✗ few steps: 9 is not ≤ 5 (does not hold with this run's own steps; "
-                                          "not asserted)"]
+    assert book.failed_checks(folder) == ["✗ few steps: 9 is not ≤ 5 (fails in this run, whose parameters you "
+                                          "changed: steps; not asserted)"]
     assert "went on" in (folder / "01_checks.html").read_text()
     assert book.failed_checks(book.run_chapter(chapter, {"steps": 2}, runs=tmp_path / "runs", progress=False)) == []
     chapter.write_text(src.replace("steps = 3 ", "steps = 9 "))   # now the chapter's own setting fails the check

@@ -158,18 +158,23 @@ def test_report_only_shows_failures_with_a_readers_parameters_and_asserts_withou
     display.check("slope", 0.9513, 1.002, 0.05, fmt=".3f")
     display.check("inside", 1.5, above=0.0, below=1.0)
     display.check("fine", 0.01, below=0.05)
-    assert shown == [
-        "✗ settles: 1.669 is not ≤ 0.050 (does not hold with this run's own lr_g, start; not asserted)",
-        "✗ slope: 0.951 vs 1.002, |Δ| = 5.1e−2 > 0.05 (does not hold with this run's own lr_g, start; not asserted)",
-        "✗ inside: 1.5 is not ≥ 0 and ≤ 1 (does not hold with this run's own lr_g, start; not asserted)",
-        "✓ fine: 0.01 ≤ 0.05",
-    ]
+    why = " (fails in this run, whose parameters you changed: lr_g, start; not asserted)"
+    assert shown == ["✗ settles: 1.669 is not ≤ 0.050" + why, "✗ slope: 0.951 vs 1.002, |Δ| = 5.1e−2 > 0.05" + why,
+                     "✗ inside: 1.5 is not ≥ 0 and ≤ 1" + why, "✓ fine: 0.01 ≤ 0.05"]
     display.report_only([])   # the book's own build: asserted again
     with pytest.raises(AssertionError, match=r"settles: 1\.6686 is not <= 0\.05"):
         display.check("settles", 1.6686, below=0.05)
     for bad in ("lr_g", [""], [3], None):
         with pytest.raises(ValueError, match="must be a list of parameter names"):
             display.report_only(bad)
+
+
+def test_count_agrees_with_its_number() -> None:
+    assert [display.count(n, "step") for n in (0, 1, 2)] == ["0 steps", "1 step", "2 steps"]
+    assert display.count(1, "critic step per generator step", "critic steps per generator step") == \
+        "1 critic step per generator step"
+    assert display.count(5, "critic step per generator step", "critic steps per generator step") == \
+        "5 critic steps per generator step"
 
 
 def test_not_checked_says_what_and_why(shown: list[str]) -> None:

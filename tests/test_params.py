@@ -57,9 +57,12 @@ def test_a_string_given_for_a_list_is_told_how_to_write_one() -> None:
     assert "shell quotes" not in str(info.value)
 
 
-def test_given_reads_the_names_the_pipeline_injects() -> None:
-    assert given({}) == ()   # a notebook not run by the pipeline: its own settings
-    assert given({GIVEN_NAME: ["lr", "steps"]}) == ("lr", "steps")
-    for bad in ("lr", [1], None):
-        with pytest.raises(ParameterError, match=f"{GIVEN_NAME}=.* must be a list of parameter names"):
-            given({GIVEN_NAME: bad})
+def test_given_reads_the_names_the_pipeline_sets(monkeypatch) -> None:
+    monkeypatch.delenv(GIVEN_NAME, raising=False)
+    assert given() == ()   # a notebook not run by the pipeline: its own settings
+    monkeypatch.setenv(GIVEN_NAME, '["lr", "steps"]')
+    assert given() == ("lr", "steps")
+    for bad in ("lr", "[1]", '[""]', "{}", "not json"):
+        monkeypatch.setenv(GIVEN_NAME, bad)
+        with pytest.raises(ParameterError, match=f"{GIVEN_NAME}=.* must be a JSON list of parameter names"):
+            given()

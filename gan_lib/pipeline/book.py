@@ -432,6 +432,15 @@ def _log_tail(kernel_log, lines: int = 6) -> str:
     return "\n".join(f"    | {line}" for line in text[-lines:])
 
 
+def _given(nb, parameters: Mapping[str, Any]) -> list[str]:
+    """The names in ``parameters`` set to other values than the chapter's defaults, ``profile`` left
+    out (for :func:`gan_lib.pipeline.params.given`): a run on a profile's own settings asserts its
+    checks; one on a reader's values may only report them."""
+    defaults = chapter_parameters(nb)
+    return sorted(name for name, value in parameters.items()
+                  if name != "profile" and (name not in defaults or defaults[name][0] != value))
+
+
 def _parameterize(nb, parameters: Mapping[str, Any]):
     import nbformat
     from papermill.parameterize import parameterize_notebook
@@ -440,10 +449,7 @@ def _parameterize(nb, parameters: Mapping[str, Any]):
     nb.metadata.setdefault("papermill", nbformat.NotebookNode())
     for cell in nb.cells:
         cell.metadata.setdefault("tags", [])
-    # the names the reader chose beside the profile, for gan_lib.pipeline.params.given (a chapter run on a
-    # profile's own settings asserts its checks; one run on a reader's parameters may only report them)
-    injected = {**parameters, GIVEN_NAME: sorted(name for name in parameters if name != "profile")}
-    return parameterize_notebook(nb, injected, kernel_name=KERNEL, language="python")
+    return parameterize_notebook(nb, dict(parameters), kernel_name=KERNEL, language="python")
 
 
 def check_parameters(nb, parameters: Mapping[str, Any], cwd: Path | None = None) -> None:
@@ -596,7 +602,8 @@ def execute_chapter(
     names the chapter, the failing cell (index, first line) and the error. ``hide_injected``
     (for the book) hides papermill's injected cell and shows the values in the chapter's own
     parameters cell instead. ``env`` is added to the kernel's environment (the inline figure
-    backend always is). The notebook's ``ganbook`` metadata records the parameters, the wall
+    backend always is, and :data:`~gan_lib.pipeline.params.GIVEN_NAME`: the parameters set to
+    other values than the chapter's defaults, the profile left out, as a JSON list). The notebook's ``ganbook`` metadata records the parameters, the wall
     time, when it ended, the source's sha256 and the fixed cost before the first cell
     (``startup_s``) and after the last (``shutdown_s``).
     """
@@ -617,7 +624,8 @@ def execute_chapter(
     kernel_tail = ""
     start = time.perf_counter()
     try:
-        with _kernel_options({"MPLBACKEND": INLINE_BACKEND, **(env or {})}) as (options, kernel_log):
+        kernel_env = {"MPLBACKEND": INLINE_BACKEND, GIVEN_NAME: json.dumps(_given(nb, parameters)), **(env or {})}
+        with _kernel_options(kernel_env) as (options, kernel_log):
             tmp_in = temp_path(output.parent, source.stem, ".ipynb")
             tmp_out = temp_path(output.parent, source.stem, ".ipynb")
             nbformat.write(prepared, tmp_in)

@@ -20,7 +20,7 @@ from typing import Any
 
 import IPython.display as ipd
 
-__all__ = ["glue", "glue_text", "markdown_table", "tex", "check", "not_checked", "report_only", "mean_se"]
+__all__ = ["glue", "glue_text", "count", "markdown_table", "tex", "check", "not_checked", "report_only", "mean_se"]
 
 #: What :func:`glue_text` glues for a missing value (``None`` or NaN).
 MISSING = "—"
@@ -51,6 +51,13 @@ def glue_text(name: str, value: Any, fmt: str = ".3f", *, missing: str = MISSING
     else:
         text = format(value, fmt)
     glue(name, text)
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``n`` and ``word`` in agreement: ``count(1, "step")`` is ``"1 step"``, ``count(3, "step")``
+    ``"3 steps"``; ``plural`` where adding an s is wrong (``count(2, "critic step per generator step",
+    "critic steps per generator step")``)."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 def pm(value: float, error: float, fmt: str = ".3f", *, sign: bool = False) -> str:
@@ -129,7 +136,7 @@ def _num(x: float, fmt: str) -> str:
 def _small(x: float) -> str:
     """A difference in short scientific notation: 1.6e-3, not 1.6e-03."""
     if not math.isfinite(x):
-        return str(x)
+        return str(x).replace("-", "−")
     mantissa, _, exponent = f"{x:.1e}".partition("e")
     return f"{mantissa}e{int(exponent)}".replace("-", "−")
 
@@ -166,7 +173,7 @@ def check(
     value fails. On failure raises ``AssertionError`` with the claim and the numbers; on success
     displays the callout as Markdown and returns ``None`` (so a cell ending with a check shows it
     once). After :func:`report_only` with a reader's parameters, a failure is shown instead, as
-    "✗ claim: ... (does not hold with this run's own lr; not asserted)", and the run goes on.
+    "✗ claim: ... (fails in this run, whose parameters you changed: lr; not asserted)", and the run goes on.
     """
     v = _float("value", value)
     where = f" ({source})" if source else ""
@@ -229,7 +236,7 @@ def _failed(message: str, shown: str) -> None:
     if not _REPORTED:
         raise AssertionError(message)
     which = ", ".join(_REPORTED)
-    ipd.display(ipd.Markdown(f"{shown} (does not hold with this run's own {which}; not asserted)"))
+    ipd.display(ipd.Markdown(f"{shown} (fails in this run, whose parameters you changed: {which}; not asserted)"))
 
 
 def not_checked(claim: str, reason: str) -> None:

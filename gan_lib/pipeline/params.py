@@ -12,7 +12,9 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -42,8 +44,9 @@ __all__ = [
 #: build, minutes on 2 cores), ``gpu`` (larger runs on a CUDA machine).
 PROFILES = ("smoke", "cpu", "gpu")
 
-#: The variable the book pipeline injects beside a chapter's parameters: the sorted names of those
-#: the reader set, ``profile`` left out (``ganbook run ... -p lr 1e-3`` gives ``["lr"]``).
+#: The environment variable the book pipeline sets for a chapter's kernel: a JSON list of the
+#: parameters set to other values than the chapter's defaults, ``profile`` left out
+#: (``ganbook run ... -p lr 1e-3`` gives ``["lr"]``; the book's build ``[]``).
 GIVEN_NAME = "GANBOOK_GIVEN"
 
 
@@ -182,14 +185,18 @@ def with_profile(params: Mapping[str, Any], table: Mapping[str, Mapping[str, Any
     return out
 
 
-def given(namespace: Mapping[str, Any]) -> tuple[str, ...]:
-    """The parameters the reader chose for this run, besides the profile: ``()`` for a run on a
+def given() -> tuple[str, ...]:
+    """The parameters the reader changed for this run, besides the profile: ``()`` for a run on a
     profile's own settings (the book's build), or for a notebook not run by the pipeline.
 
-    Read from :data:`GIVEN_NAME`, which the pipeline injects with the parameters; anything else
-    there than a list of names is refused.
+    Read from the environment variable :data:`GIVEN_NAME`, which the pipeline sets for the
+    chapter's kernel; anything else there than a JSON list of names is refused.
     """
-    names = namespace.get(GIVEN_NAME, [])
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise ParameterError(f"{GIVEN_NAME}={names!r} must be a list of parameter names")
+    text = os.environ.get(GIVEN_NAME, "[]")
+    try:
+        names = json.loads(text)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ParameterError(f"{GIVEN_NAME}={text!r} must be a JSON list of parameter names")
     return tuple(names)
