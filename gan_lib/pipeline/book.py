@@ -603,9 +603,10 @@ def execute_chapter(
     (for the book) hides papermill's injected cell and shows the values in the chapter's own
     parameters cell instead. ``env`` is added to the kernel's environment (the inline figure
     backend always is, and :data:`~gan_lib.pipeline.params.GIVEN_NAME`: the parameters set to
-    other values than the chapter's defaults, the profile left out, as a JSON list). The notebook's ``ganbook`` metadata records the parameters, the wall
-    time, when it ended, the source's sha256 and the fixed cost before the first cell
-    (``startup_s``) and after the last (``shutdown_s``).
+    other values than the chapter's defaults, the profile left out, as a JSON list). The
+    notebook's ``ganbook`` metadata records the parameters, the wall time, when it ended, the
+    source's sha256 and the fixed cost before the first cell (``startup_s``) and after the last
+    (``shutdown_s``).
     """
     import nbformat
     import papermill as pm

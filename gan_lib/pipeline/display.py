@@ -173,7 +173,8 @@ def check(
     value fails. On failure raises ``AssertionError`` with the claim and the numbers; on success
     displays the callout as Markdown and returns ``None`` (so a cell ending with a check shows it
     once). After :func:`report_only` with a reader's parameters, a failure is shown instead, as
-    "✗ claim: ... (fails in this run, whose parameters you changed: lr; not asserted)", and the run goes on.
+    "✗ claim: ... (fails in this run, whose parameters you changed: lr; not asserted)", and the
+    run goes on.
     """
     v = _float("value", value)
     where = f" ({source})" if source else ""
