@@ -568,6 +568,30 @@ def test_chapter_5_passes_whole_numbers_for_real_knobs_on_as_floats() -> None:
         assert all(type(v) is float for v in P[name]) and P[name] == whole.get(name, defaults[name]), name
 
 
+@pytest.mark.parametrize("chapter, parameters", [
+    ("05_distances", {"lr_g": 1, "start": 1.5, "gan_steps": 1, "warm_steps": 1, "d_steps": 1, "mmd_steps": 1,
+                      "rel_steps": 1, "gp_weight": 1e-6}),
+    ("06_fwgan", {"batch_size": 16, "n_critic": 1, "lr": 0.01, "objectives": ["kl_wgan", "hinge"],
+                  "compare_detached": False}),
+])
+def test_chapters_5_and_6_read_right_with_a_readers_edge_values(chapter: str, parameters: dict, tmp_path: Path) -> None:
+    # a probe of readers' values found crashes and sentences such as "1 steps", "0.0 hours" (the paper's schedule
+    # timed with this run's batch), "receives the predicted 2000001.00" and a dangling ", ×": the whole chapter
+    # must run through on the smoke profile with such values, and its page read right
+    from bs4 import BeautifulSoup
+
+    source = Path(__file__).resolve().parents[1] / "notebooks" / f"{chapter}.md"
+    folder = book.run_chapter(source, {"profile": "smoke", **parameters}, runs=tmp_path / "runs", progress=False)
+    soup = BeautifulSoup((folder / f"{chapter}.html").read_text(), "html.parser")
+    for node in soup.select(".cell_input, .input_area, div.highlight, pre, script, style"):
+        node.decompose()
+    text = " ".join(soup.get_text(" ").split())
+    assert book.failed_checks(folder) == []   # smoke asserts only exact results: none may fail
+    for bad in (r"\b1 (steps|epochs|seeds|objectives|runs|critics)\b", r"\bnan\b", r"\binf\b", r"objectives?, ×",
+                r"0\.0 hours", r"Traceback", r"the predicted [0-9]{5,}"):
+        assert not re.search(bad, text), (bad, re.search(f".{{80}}{bad}.{{80}}", text))
+
+
 def test_a_kernel_that_dies_while_starting_is_started_again(tmp_path: Path, monkeypatch, caplog) -> None:
     # jupyter_client's report when a kernel dies before its first reply (seen once in CI, two
     # kernels starting at once on 2 cores): no cell ran, so a second start is the same run
