@@ -8,6 +8,8 @@ so the shorter run's final generators are the longer run's generators after ``s`
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -102,3 +104,49 @@ def test_to_moves_snapshots_and_sample_edge_values():
     result.to("meta")
     for net in (result.generator, result.snapshots[1]):
         assert all(p.device.type == "meta" for p in net.parameters())
+
+
+def test_a_loaded_result_shares_nothing_with_its_state():
+    from gan_lib.train import EnsembleResult
+
+    spec = MemberSpec("hinge", seed=4, regulariser="spectral_norm")
+    state = train_ensemble([spec], X, config(2), progress=False).state_dict()
+    loaded = EnsembleResult.from_state_dict(state)
+    probe = torch.tensor([[0.3, -0.2], [1.0, 2.0]])
+    values, g_loss = loaded.critic_values(probe), loaded.history.g_loss.copy()
+    assert g_loss.any()
+    # changing the dict afterwards (the power-iteration vectors, the history) leaves the result as it was
+    state["history"]["g_loss"].zero_()
+    state["sn_u"][0].mul_(-3.0)
+    state["sn_v"][1].mul_(0.5)
+    assert (loaded.history.g_loss == g_loss).all()
+    torch.testing.assert_close(loaded.critic_values(probe), values, rtol=0, atol=0)
+
+
+def test_result_methods_take_arrays_and_refuse_a_seed_given_as_generator():
+    import numpy as np
+
+    result = train_ensemble(members(), X, config(1), progress=False)
+    x = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
+    for given in (x.numpy(), x.tolist(), x.double()):
+        torch.testing.assert_close(result.critic_values(given), result.critic_values(x), rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"generator=5 must be a torch.Generator or None; for a seed, pass seed="):
+        result.sample(3, generator=5)
+    assert result.sample(3, generator=torch.Generator().manual_seed(2)).shape == (len(members()), 3, 2)
+    assert np.isfinite(result.critic_values(x).numpy()).all()
+
+
+def test_joining_refuses_parts_of_other_data_dimensions_and_bool_positions():
+    flat = train_ensemble([MemberSpec("hinge", seed=0)], X, config(1), progress=False)
+    cube = train_ensemble([MemberSpec("hinge", seed=1)], torch.randn(64, 3, generator=torch.Generator().manual_seed(0)),
+                          config(1), progress=False)
+    with pytest.raises(ValueError, match=r"data of one dimension; their data dimensions are \[2, 3\]"):
+        concat_results([flat, cube])
+    for flags in ([[True], [False]], [[torch.tensor(True)], [torch.tensor(False)]]):
+        with pytest.raises(ValueError, match="positions must be integers; got"):
+            concat_results([flat, flat], flags)
+    # a config given torch.device('cpu') is the config given 'cpu': results of both join
+    as_device = train_ensemble([MemberSpec("hinge", seed=2)], X, dataclasses.replace(config(1), device=torch.device("cpu")),
+                               progress=False)
+    assert as_device.config.device == "cpu" and as_device.config == flat.config
+    assert len(concat_results([flat, as_device])) == 2

@@ -237,9 +237,11 @@ class EnsembleConfig:
             if getattr(self, name) is not None:  # numpy integers (accepted above) as Python ints
                 object.__setattr__(self, name, int(getattr(self, name)))
         try:
-            torch.device(self.device)
+            device = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise ValueError(f"device={self.device!r} is not a torch device name ('cpu', 'cuda:0', ...)") from None
+        # stored as its name, so that a config given torch.device('cpu') equals one given 'cpu'
+        object.__setattr__(self, "device", str(device))
 
     def total_steps(self, n_points: int) -> int:
         """Generator steps of a run on ``n_points`` training points."""
@@ -429,6 +431,8 @@ class EnsembleResult:
         :attr:`steps` for the final ones); ``None`` = the final generators.
         """
         named("n", n, lambda v: integer_number(v, 0))
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator={generator!r} must be a torch.Generator or None; for a seed, pass seed=")
         net = self.generator
         if step is not None and step != self.steps:
             if step not in self.snapshots:
@@ -443,9 +447,12 @@ class EnsembleResult:
 
     @torch.no_grad()
     def critic_values(self, x: Tensor) -> Tensor:
-        """Raw critic outputs of every member, ``(K, n)``, at ``x`` (``(n, d)`` shared or ``(K, n, d)``)."""
+        """Raw critic outputs of every member, ``(K, n)``, at ``x`` (``(n, d)`` shared or ``(K, n, d)``;
+        a tensor, or an array or nested list of numbers)."""
         params = _param_dict(self.critic_weights(), list(self.critic.biases))
-        return functional_call(self.critic, params, (x.to(self.critic.weights[0]),))
+        w0 = self.critic.weights[0]
+        x = x.to(w0) if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64)).to(w0)
+        return functional_call(self.critic, params, (x,))
 
     def member(self, k: int) -> tuple[nn.Sequential, nn.Sequential]:
         """Member ``k`` as plain networks ``(generator, critic)`` (:func:`gan_lib.nets.mlp`, copies).
@@ -510,11 +517,13 @@ class EnsembleResult:
         config = state["config"]
         if not isinstance(config, EnsembleConfig):
             config = EnsembleConfig(**{**config, "betas": tuple(config["betas"])})
-        history = {name: value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+        # copies throughout, as for the networks: a later change to ``state`` leaves the result as it is
+        history = {name: np.array(value.numpy() if isinstance(value, Tensor) else value)
                    for name, value in state["history"].items()}
         return cls(members=tuple(spec(m) for m in state["members"]), config=config,
                    generator=bank(state["generator"]), critic=bank(state["critic"]),
-                   sn_u=list(state["sn_u"]), sn_v=list(state["sn_v"]), history=EnsembleHistory(**history),
+                   sn_u=[u.clone() for u in state["sn_u"]], sn_v=[v.clone() for v in state["sn_v"]],
+                   history=EnsembleHistory(**history),
                    steps=int(state["steps"]), seconds=float(state["seconds"]),
                    snapshots={int(step): bank(saved) for step, saved in state.get("snapshots", {}).items()})
 
@@ -548,8 +557,10 @@ def concat_results(results: Sequence[EnsembleResult],
         starts = np.cumsum([0] + sizes)
         positions = [list(range(starts[i], starts[i + 1])) for i in range(len(results))]
     def place(i: Any) -> int:
+        if isinstance(i, (bool, np.bool_)) or (isinstance(i, Tensor) and i.dtype == torch.bool):
+            raise ValueError(f"positions must be integers; got {i!r}")
         try:
-            return operator.index(i)  # ints, numpy and 0-d torch integers; not floats or bools' look-alikes
+            return operator.index(i)  # ints, numpy and 0-d torch integers; not floats
         except TypeError:
             raise ValueError(f"positions must be integers; got {i!r}") from None
 
@@ -564,6 +575,9 @@ def concat_results(results: Sequence[EnsembleResult],
     for r in results[1:]:
         if r.config != cfg or r.steps != results[0].steps:
             raise ValueError("results to join must come from the same EnsembleConfig and the same number of steps")
+    dims = [r.generator.out_dim for r in results]
+    if len(set(dims)) > 1:
+        raise ValueError(f"results to join must model data of one dimension; their data dimensions are {dims}")
     inv = torch.empty(total, dtype=torch.long)
     inv[torch.tensor(order)] = torch.arange(total)
 
