@@ -360,9 +360,11 @@ def test_log_prob_where_a_scale_over_or_underflows():
 @pytest.mark.parametrize("name", ALL)
 def test_log_prob_at_infinite_points_is_minus_infinity(name):
     # every density vanishes at infinity; the funnel's two log-factors alone would give -inf + inf
-    # at x0 = +inf (its conditional sd exp(-x0/2) shrinks to 0 there)
-    pts = torch.tensor([[math.inf, 0.0], [math.inf, 1.0], [-math.inf, 0.0], [0.0, math.inf], [0.0, -math.inf]],
-                       dtype=torch.float64)
+    # at x0 = +inf (its conditional sd exp(-x0/2) shrinks to 0 there), and the banana's
+    # x1 - 0.2 (x0^2 - 4) would be inf - inf at the corners (x0 = +-inf, x1 = +inf)
+    inf = math.inf
+    pts = torch.tensor([[inf, 0.0], [inf, 1.0], [-inf, 0.0], [0.0, inf], [0.0, -inf],
+                        [inf, inf], [-inf, inf], [inf, -inf], [-inf, -inf]], dtype=torch.float64)
     assert torch.all(get(name).log_prob(pts) == -math.inf)
 
 

@@ -114,7 +114,9 @@ def _banana_sample(n: int, g: torch.Generator | None, o: Mapping[str, float]) ->
 
 def _banana_log_prob(x: Tensor, o: Mapping[str, float]) -> Tensor:
     x0, x1 = x[..., 0], x[..., 1]
-    return _normal_logpdf(x0, 0.0, math.log(2.0)) + _normal_logpdf(x1, 0.2 * (x0**2 - 4.0), 0.0)
+    value = _normal_logpdf(x0, 0.0, math.log(2.0)) + _normal_logpdf(x1, 0.2 * (x0**2 - 4.0), 0.0)
+    # x0 = +-inf: the density is 0 whatever x1 (x1 - 0.2 (x0^2 - 4) would be inf - inf = nan at x1 = +inf)
+    return value.masked_fill(torch.isinf(x0) & ~torch.isnan(x1), -math.inf)
 
 
 def _rings_sample(n: int, g: torch.Generator | None, o: Mapping[str, float]) -> Tensor:
