@@ -385,3 +385,26 @@ def test_gaussian_kernel_of_a_sample_with_itself_has_an_exact_diagonal():
     y = torch.from_numpy(rng.normal(size=(60, 2)) * 100.0)
     assert mmd2(x, y, 1e-9).item() == 0.0  # unbiased: the identity kernels leave nothing
     assert mmd2(x, y, 1e-9, unbiased=False).item() == pytest.approx(1 / 50 + 1 / 60, rel=1e-12)
+
+
+def test_points_whose_distances_overflow_or_have_no_coordinate_are_refused():
+    # finite float64 input whose squared distances overflow gave nan (mmd) or POT's "infeasible,
+    # raise max_iter" (emd); both now say what overflowed and what to do
+    with pytest.raises(ValueError, match=r"coordinates up to 5e\+154 .* overflow float64 .*rescale"):
+        mmd([[0.0], [1e155]], [[0.0], [1e155]])
+    with pytest.raises(ValueError, match=r"coordinates up to 1e\+308, whose distances overflow float64"):
+        emd([[-1e308], [1e308]], [[0.0], [0.0]])
+    # just below the limit both still give their exact values
+    assert mmd([[0.0], [1e150]], [[0.0], [1e150]]) == 0.0
+    assert emd([[0.0], [1e150]], [[0.0], [1e150]]) == 0.0
+    for metric in (mmd, emd, kde_log_likelihood):
+        with pytest.raises(ValueError, match=r"shape \(5, 0\): points with no coordinate"):
+            metric(np.zeros((5, 0)), np.zeros((5, 0)))
+
+
+def test_a_quantile_function_of_the_wrong_shape_is_named():
+    for bad in (lambda u: 0.5, lambda u: np.zeros(3)):
+        with pytest.raises(ValueError, match=r"returned shape .* for u of shape .*one value per u"):
+            wasserstein1_quantile(bad, stats.norm().ppf)
+    # a column of the right length is fine
+    assert wasserstein1_quantile(lambda u: stats.norm().ppf(u.numpy())[:, None], stats.norm(1.0).ppf) == pytest.approx(1.0, rel=1e-9)

@@ -71,6 +71,8 @@ def _points(name: str, x: Any, *, min_rows: int = 1, finite: bool = True) -> Ten
         raise ValueError(f"{name} must have shape (n,) or (n, d); got shape {tuple(t.shape)}")
     if t.shape[0] < min_rows:
         raise ValueError(f"{name} has {t.shape[0]} points; at least {min_rows} needed")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}: points with no coordinate; at least one needed")
     if finite and not torch.isfinite(t).all():
         raise ValueError(f"{name} contains nan or inf; all values must be finite")
     return t
@@ -81,6 +83,14 @@ def _pair(x: Any, y: Any, min_rows: int = 1) -> tuple[Tensor, Tensor]:
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x has dimension {a.shape[1]} but y has {b.shape[1]}; they must match")
     return a, b
+
+
+def _no_overflow(a: Tensor, b: Tensor) -> None:
+    """Refuse points so far apart that their squared distances overflow float64 (they would give nan)."""
+    if not (torch.isfinite(a.square().sum(1)).all() and torch.isfinite(b.square().sum(1)).all()):
+        largest = max(float(a.abs().max()), float(b.abs().max()))
+        raise ValueError(f"x and y hold coordinates up to {largest:.3g} from their pooled mean, whose squares "
+                         f"overflow float64 (above about 1.3e154): rescale the points (and the bandwidths) together")
 
 
 def _sq_dists(a: Tensor, b: Tensor, b_sq: Tensor) -> Tensor:
@@ -125,6 +135,7 @@ def mmd(x: Any, y: Any, bandwidths: float | Sequence[float] = (SONG_ERMON_BANDWI
     # loses digits to a common offset much larger than the spread
     centre = torch.cat([a, b]).mean(0)
     a, b = a - centre, b - centre
+    _no_overflow(a, b)
     with torch.no_grad():
         s_xx, s_yy, s_xy = _kernel_sum(a, a, hs), _kernel_sum(b, b, hs), _kernel_sum(a, b, hs)
     if unb:
@@ -217,6 +228,10 @@ def emd(x: Any, y: Any, *, max_iter: int = 100_000_000) -> float:
     a, b = _pair(x, y)
     iters = named("max_iter", max_iter, lambda v: integer_number(v, lo=1))
     cost = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").numpy()  # exact zeros
+    if not np.isfinite(cost).all():
+        largest = max(float(a.abs().max()), float(b.abs().max()))
+        raise ValueError(f"x and y hold coordinates up to {largest:.3g}, whose distances overflow float64 "
+                         f"(the distance takes the square of each difference, which overflows above about 1.3e154): rescale the points")
     wa = np.full(a.shape[0], 1.0 / a.shape[0])
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
     with warnings.catch_warnings():  # POT also warns when it stops early; the error below says it once
@@ -252,6 +267,9 @@ def wasserstein1_1d(x: Any, y: Any) -> float:
 def _quantile_values(icdf: Callable[[Tensor], Any], u: Tensor) -> Tensor:
     out = icdf(u)
     t = out if isinstance(out, Tensor) else torch.as_tensor(np.asarray(out, dtype=np.float64))
+    if t.shape != u.shape and t.numel() != u.numel():
+        raise ValueError(f"a quantile function returned shape {tuple(t.shape)} for u of shape {tuple(u.shape)}; "
+                         f"it must return one value per u")
     return t.detach().to(torch.float64).reshape(u.shape)
 
 
