@@ -44,9 +44,17 @@ def temp_dir(folder: str | os.PathLike[str], stem: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{stem}.{TEMP_MARK}-{os.getpid()}-", dir=folder))
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` may not be replaced by a written file: it exists and is not a regular file
+    (a device such as ``/dev/null``, a pipe, a socket), which the rename would put a file in place of."""
+    if path.exists() and not path.is_dir() and not path.is_file():
+        return f"{path} exists and is not a regular file (a device, pipe or socket); give the path of a file"
+    return None
+
+
 def cannot_write(path: str | os.PathLike[str]) -> str | None:
-    """Why no file could be written at ``path`` (a folder there, a parent that is a file, no
-    permission), or ``None`` if one can: found by making any missing parent folders and a
+    """Why no file could be written at ``path`` (a folder there, a device or pipe there, a parent
+    that is a file, no permission), or ``None`` if one can: found by making any missing parent folders and a
     temporary file beside ``path``, all removed again. For checking a result path before the
     work that produces the result."""
     path = Path(path)
@@ -54,6 +62,8 @@ def cannot_write(path: str | os.PathLike[str]) -> str | None:
     try:
         if path.is_dir():
             return f"{path} is a folder"
+        if (why := _not_a_file(path)) is not None:
+            return why
         missing, here = [], path.parent
         while not here.exists() and here != here.parent:
             missing.append(here)
@@ -99,13 +109,17 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, fsync: bool = 
 
     ``fsync=True`` flushes the data to disk before the rename (for checkpoints, which must survive
     a power cut as well as a killed process). ``suffix`` ends the temporary's name, for writers
-    that look at the extension. The folder must exist.
+    that look at the extension. The folder must exist. A destination that exists and is not a
+    regular file (a device such as ``/dev/null``, a pipe) is refused with ``ValueError``: the rename
+    would replace it with a file.
     """
     if mode not in _MODES:
         raise ValueError(f"mode={mode!r} is not allowed; atomic_open writes with one of {_MODES}")
     dest = Path(path)
     if not dest.name:
         raise ValueError(f"path={str(path)!r} names no file")
+    if (why := _not_a_file(dest)) is not None:
+        raise ValueError(why)
     tmp = temp_path(dest.parent, dest.name, suffix)
     try:
         with open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:

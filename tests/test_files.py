@@ -155,3 +155,16 @@ def test_cannot_write_says_why_and_leaves_nothing(tmp_path: Path) -> None:
         assert "cannot write in" in files.cannot_write(locked / "out.json")
         locked.chmod(0o700)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] + (["locked"] if os.geteuid() != 0 else [])
+
+
+def test_a_device_or_pipe_at_the_destination_is_refused_and_left_alone(tmp_path: Path) -> None:
+    # the rename would put a file in place of /dev/null (as root); a pipe stands in for a device here
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    why = f"{pipe} exists and is not a regular file (a device, pipe or socket); give the path of a file"
+    assert files.cannot_write(pipe) == why
+    for write in (lambda: files.write_json(pipe, {"a": 1}), lambda: files.write_text(pipe, "x")):
+        with pytest.raises(ValueError, match="is not a regular file"):
+            write()
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary left beside it
