@@ -1,6 +1,6 @@
 """One training step of ``gan_lib.train.loop.Trainer`` against a bare hand-written PyTorch step.
 
-    python benchmarks/train_step.py [--quick] [--pairs 11] [--steps 10] [--threads 1]
+    python benchmarks/train_step.py [--quick] [--pairs 11] [--steps 10] [--threads 1] [--out FILE]
 
 Both sides train the same DCGAN pair (``gan_lib.nets.image_nets("dcgan", ...)``) with the hinge
 loss, one discriminator step per generator step, fused Adam (lr 2e-4, betas (0.5, 0.999)), the same
@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -35,7 +36,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gan_lib.files import write_json
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ensemble import cpu_model, source_revision  # noqa: E402  (shared with the other benchmarks)
+
+from gan_lib.files import cannot_write, write_json
 from gan_lib.nets import image_nets
 from gan_lib.train.loop import Trainer, TrainConfig
 
@@ -152,11 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU, >= 1")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/train_step[-quick].json)")
     args = parser.parse_args(argv)
-    pairs = args.pairs or (7 if args.quick else 11)
-    steps = args.steps or 10
+    pairs = args.pairs if args.pairs is not None else (7 if args.quick else 11)
+    steps = args.steps if args.steps is not None else 10
     for name, v in (("pairs", pairs), ("steps", steps), ("threads", args.threads)):
         if v < 1:
             parser.error(f"--{name}={v} must be >= 1")
+    out = args.out or Path(__file__).parent / "results" / ("train_step-quick.json" if args.quick else "train_step.json")
+    if (why := cannot_write(out)) is not None:  # before the measurement, not after
+        parser.error(f"--out={str(out)!r}: {why}")
+    source = source_revision()
     torch.set_num_threads(args.threads)
     size, ch, width, batch = (8, 1, 16, 32) if args.quick else (32, 3, 16, 32)
     common = dict(loss="hinge", n_critic=1, z_dim=64, lr_g=LR, lr_d=LR, betas=BETAS, seed=SEED, progress=False)
@@ -169,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, extra in (("cuda fp32 eager", {}), ("cuda bf16", dict(precision="bf16")),
                              ("cuda bf16+compile+channels_last", dict(precision="bf16", compile=True, channels_last=True))):
             modes.append(run_mode(label, TrainConfig(**gpu, **extra), cifar, pairs, steps))
-    record = {"args": {**vars(args), "out": None, "pairs": pairs, "steps": steps}, "torch": torch.__version__,
+    record = {"args": {**vars(args), "out": str(out), "pairs": pairs, "steps": steps},
+              "command": shlex.join(["python", "benchmarks/train_step.py", *(sys.argv[1:] if argv is None else argv)]),
+              "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": source,
+              "torch": torch.__version__, "python": platform.python_version(), "cpu_model": cpu_model(),
               "host": platform.node(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
               "modes": [m["summary"] for m in modes], "pairs": {m["summary"]["mode"]: m["pairs"] for m in modes},
@@ -180,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sm['mode']:>34}: {sm['lib_images_per_s'] / sm['batch']:7.2f} generator steps/s at batch {sm['batch']} (ours)")
         for name, ref in PUBLISHED.items():
             print(f"{name:>34}: {ref['steps_per_s']:7.2f} generator steps/s at batch {ref['batch']} (theirs, published)")
-    out = args.out or Path(__file__).parent / "results" / ("train_step-quick.json" if args.quick else "train_step.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
     write_json(out, record)
     print(f"wrote {out}")
     cpu = modes[0]["summary"]
@@ -192,4 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ntrain_step.py: interrupted; no result file was written", file=sys.stderr)
+        sys.exit(130)
