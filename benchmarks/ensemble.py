@@ -20,14 +20,15 @@ Each repeat ("pair") times the three in a rotating order, so that they share the
 the summary is the median over repeats of the speed-up ``ensemble / one_at_a_time`` (and
 ``ensemble / plain_loop``). Speeds are member-generator-steps per second. The ensemble's achieved
 GFLOP/s counts the matrix-product FLOPs of its steps (forward, weight gradients and the input
-gradients autograd needs; the spectral norm's matrix-vector products are left out, < 1 %), and is
-compared with two peaks measured in the same run with the same threads: ``torch.bmm`` of the
-ensemble's largest product (K, 2*256, 100) x (K, 100, 100), and a 1024 x 1024 ``torch.mm``.
-Each thread count of ``--threads`` (default 1 and 2) is measured in turn. Its peaks are measured
-after all its repeats (best of five bursts: ``fraction_of_*_peak``), and also right after each
-repeat's ensemble run (best of three bursts), so that on a machine whose speed drifts each repeat
-is compared with the peak of its moment (``paired_fraction_of_*_peak``: the median over repeats of
-the ratio). The run ends with one line per thread count: the median speed-ups (wall clock and
+gradients autograd needs; left out: the spectral norm's matrix-vector products, < 1 %, and the
+relativistic members' extra critic pass on the real batch in their generator steps, 2.5 % of such
+a member's work, about 0.3 % of the grid's), and is compared with two peaks measured in the same
+run with the same threads: ``torch.bmm`` of the ensemble's largest product (K, 2*256, 100) x
+(K, 100, 100), and a 1024 x 1024 ``torch.mm``. Each thread count of ``--threads`` (default 1 and
+2) is measured in turn. Its peaks are measured after all its repeats (best of five bursts, three
+with ``--quick``: ``fraction_of_*_peak``), and also right after each repeat's ensemble run (best
+of three bursts), so that on a machine whose speed drifts each repeat is compared with the peak of
+its moment (``paired_fraction_of_*_peak``: the median over repeats of the ratio). The run ends with one line per thread count: the median speed-ups (wall clock and
 CPU time) and the ensemble's fraction of the bmm peak, both ways. Writes
 ``benchmarks/results/ensemble.json``, or ``--out FILE`` (temporary file, then renamed; with the
 command line, the UTC time and the machine; ``summary`` holds the first
@@ -50,6 +51,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -322,9 +324,11 @@ def report(summary: dict[str, Any]) -> None:
     print(f"{'':34s}{'wall clock':>14s}{'CPU time':>14s}")
     for n in w["member_steps_per_s"]:
         print(f"{n + ' member-steps/s':34s}{w['member_steps_per_s'][n]:14.2f}{c['member_steps_per_s'][n]:14.2f}")
-    print(f"{'speed-up ensemble/one-at-a-time':34s}{w['speedup_median']:14.2f}{c['speedup_median']:14.2f}")
+    # the speed-ups are the medians of each repeat's own ratio, not the ratio of the medians above
+    print("speed-ups (median over repeats of each repeat's ratio):")
+    print(f"{'  ensemble/one-at-a-time':34s}{w['speedup_median']:14.2f}{c['speedup_median']:14.2f}")
     if w["speedup_vs_plain_median"] is not None:
-        print(f"{'speed-up ensemble/plain loop':34s}{w['speedup_vs_plain_median']:14.2f}{c['speedup_vs_plain_median']:14.2f}")
+        print(f"{'  ensemble/plain loop':34s}{w['speedup_vs_plain_median']:14.2f}{c['speedup_vs_plain_median']:14.2f}")
     print(f"{'ensemble GFLOP/s':34s}{w['ensemble_gflops']:14.1f}{c['ensemble_gflops']:14.1f}")
     for key, label in (("bmm_same_shape", "peak: bmm of the same shape"), ("mm_1024", "peak: 1024^2 mm")):
         print(f"{label:34s}{peak['wall'][key]:14.1f}{peak['cpu'][key]:14.1f}")
@@ -468,7 +472,7 @@ def main() -> int:
     summary["by_threads"] = by_threads
 
     record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "command": " ".join(["python", "benchmarks/ensemble.py", *sys.argv[1:]]),
+              "command": shlex.join(["python", "benchmarks/ensemble.py", *sys.argv[1:]]),  # quoted: runs as written
               "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "grid": {"losses": LOSSES, "seeds": seeds, "regulariser": "spectral_norm",
                                            "optimiser": "rmsprop", "lr": LR, "batch": BATCH, "n_critic": N_CRITIC,
                                            "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS,

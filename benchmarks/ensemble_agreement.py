@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -231,7 +232,7 @@ def main() -> int:
           f"{TOLERANCE['float64']:.0e}), float32 {worst['float32']:.1e} (tolerance {TOLERANCE['float32']:.0e}); "
           f"{failed} of {sum(bool(r['checked']) for r in rows)} checked rows over")
     if args.out is not None:
-        record = {"command": " ".join(["python", "benchmarks/ensemble_agreement.py", *sys.argv[1:]]),
+        record = {"command": shlex.join(["python", "benchmarks/ensemble_agreement.py", *sys.argv[1:]]),
                   "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
                   "host": platform.node(), "device": str(device),
                   "python": platform.python_version(),
@@ -245,4 +246,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\nensemble_agreement.py: interrupted; no result file was written", file=sys.stderr)
+        sys.exit(130)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,7 @@ def test_exit_code_and_worst(rows, code, monkeypatch, tmp_path):
 
 
 def test_script_writes_its_record_and_fails_a_wrong_lone_run(tmp_path, monkeypatch):
-    out = tmp_path / "agreement.json"
+    out = tmp_path / "an agreement.json"  # a space: the recorded command must quote it
     env = {k: v for k, v in os.environ.items() if k != "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"}
     env["NVIDIA_TF32_OVERRIDE"] = "0"
     proc = subprocess.run([sys.executable, str(BENCH / "ensemble_agreement.py"), "--steps", "3", "--out", str(out)],
@@ -146,6 +147,7 @@ def test_script_writes_its_record_and_fails_a_wrong_lone_run(tmp_path, monkeypat
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
     assert record["device"] == "cpu" and record["rows_over"] == 0 and record["python"]
+    assert shlex.split(record["command"])[-2:] == ["--out", str(out)]
     # how float32 products were computed: torch's defaults in a fresh process without torch's TF32
     # switch, and the environment's NVIDIA switch as given
     assert record["float32_matmul"] == {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import os
 import signal
 import stat
@@ -58,7 +59,7 @@ def run_script(*args: str, **kwargs) -> subprocess.Popen:
 
 
 def test_quick_run_writes_a_complete_record(tmp_path):
-    out = tmp_path / "deep" / "run.json"
+    out = tmp_path / "deep dir" / "run.json"  # a space: the recorded command must quote it
     env = {k: v for k, v in os.environ.items() if k != "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"}
     env["NVIDIA_TF32_OVERRIDE"] = "0"
     proc = run_script("--quick", "--no-plain", "--threads", "1", "--pairs", "1", "--steps", "1", "--out", str(out),
@@ -67,6 +68,7 @@ def test_quick_run_writes_a_complete_record(tmp_path):
     assert proc.returncode == 0, stderr
     record = json.loads(out.read_text())
     assert record["device"] == "cpu" and record["grid"]["seeds"] == 1
+    assert shlex.split(record["command"])[-2:] == ["--out", str(out)]  # runs again as written
     # the float32 product settings, with the environment's TF32 switches as the script saw them
     assert record["float32_matmul"]["precision"] == "highest" and record["float32_matmul"]["cuda_allow_tf32"] is False
     assert record["float32_matmul"]["env"] == {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": None, "NVIDIA_TF32_OVERRIDE": "0"}
