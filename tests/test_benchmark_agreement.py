@@ -7,8 +7,10 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,20 @@ def test_bad_arguments_are_refused(args, message):
     proc = subprocess.run([sys.executable, str(BENCH / "ensemble_agreement.py"), *args],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_ctrl_c_leaves_no_file_and_no_traceback(tmp_path):
+    out = tmp_path / "agreement.json"
+    proc = subprocess.Popen([sys.executable, str(BENCH / "ensemble_agreement.py"), "--steps", "400", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(6.0)  # past the imports, into the training
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "interrupted; no result file was written" in stderr and "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
