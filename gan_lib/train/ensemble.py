@@ -8,10 +8,11 @@ regulariser, its own learning rates and its own seed. The ``K`` generators are o
 ``torch.baddbmm`` call; the members share no parameter, so the gradient of the sum of the members'
 losses with respect to member ``k`` is the gradient of member ``k``'s loss alone.
 
-The protocol is Song & Ermon's (2020, ``song2020bridging``) for their 2-D experiments: every epoch
-shuffles the ``N`` training points into batches of ``batch_size`` (the last one smaller); for each
-batch, ``n_critic`` critic steps with fresh noise ``z ~ N(0, I)`` on the same real batch, then one
-generator step. The optimiser is RMSprop (``alpha = 0.99``, ``eps = 1e-8``, their choice) or Adam,
+The protocol is Song & Ermon's (2020, ``song2020bridging``) for their 2-D experiments, but for two
+details: batches of ``batch_size`` of the ``N`` training points (the last one smaller), here drawn
+in a new order every epoch (their code keeps one order); for each batch, ``n_critic`` critic steps
+with fresh noise ``z ~ N(0, I)`` on the same real batch, then one generator step. Their networks use
+LeakyReLU's default slope 0.01; these use 0.2. The optimiser is RMSprop (``alpha = 0.99``, ``eps = 1e-8``, their choice) or Adam,
 written here over the stacked ``(K, ...)`` tensors (:class:`StackedRMSprop`, :class:`StackedAdam`)
 so that each member has its own learning rate; both take exactly the steps of ``torch.optim``'s
 single-tensor implementations.
