@@ -10,6 +10,7 @@ Closed forms: RMSprop's first step moves every parameter by ``lr / sqrt(1 - alph
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sysconfig
@@ -55,12 +56,12 @@ def linear_from(gen: torch.Generator, fan_in: int, fan_out: int) -> nn.Linear:
     return lin
 
 
-def mlp_from(gen: torch.Generator, dims: list[int]) -> nn.Sequential:
+def mlp_from(gen: torch.Generator, dims: list[int], slope: float = 0.2) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(dims) - 1):
         layers.append(linear_from(gen, dims[i], dims[i + 1]))
         if i < len(dims) - 2:
-            layers.append(nn.LeakyReLU(0.2))
+            layers.append(nn.LeakyReLU(slope))
     return nn.Sequential(*layers)
 
 
@@ -87,8 +88,9 @@ def reference_run(spec: MemberSpec, x: torch.Tensor, cfg: EnsembleConfig) -> dic
     gen = torch.Generator().manual_seed(spec.seed)
     dims_g = [cfg.z_dim] + [cfg.width] * cfg.depth + [x.shape[1]]
     dims_d = [x.shape[1]] + [cfg.width] * cfg.depth + [1]
-    G = mlp_from(gen, dims_g)
-    D = mlp_from(gen, dims_d)
+    slope = {"leaky_relu": 0.2, "leaky_relu_0.01": 0.01}[cfg.activation]  # written out here, not the library's table
+    G = mlp_from(gen, dims_g, slope)
+    D = mlp_from(gen, dims_d, slope)
     spectral = spec.regulariser == "spectral_norm"
     dtype = getattr(torch, cfg.dtype)
     x = x.to(dtype)
@@ -237,6 +239,25 @@ def test_each_member_follows_its_plain_pytorch_loop(mixed_run):
     assert list(result.history.step) == [3, 6, 8]
     assert (result.history.penalty[:, 2] > 0).all() and (result.history.penalty[:, 4] > 0).all()
     assert (result.history.penalty[:, [0, 1, 3, 5, 6, 7, 8]] == 0).all()
+
+
+def test_members_with_pytorchs_default_leaky_relu_follow_their_loops():
+    """activation="leaky_relu_0.01": nn.LeakyReLU()'s slope, as Song & Ermon's released networks use it."""
+    cfg = EnsembleConfig(optimiser="rmsprop", dtype="float64", activation="leaky_relu_0.01", **CFG)
+    result = train_ensemble(MIXED, DATA, cfg, progress=False)
+    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+    # the slope is the only difference from the default: the same members end elsewhere with 0.2
+    default = train_ensemble(MIXED[:1], DATA, dataclasses.replace(cfg, activation="leaky_relu"), progress=False)
+    assert not torch.allclose(default.generator.weights[1][0], result.generator.weights[1][0])
+    # it survives saving, loading and joining
+    from gan_lib.train import EnsembleResult
+
+    loaded = EnsembleResult.from_state_dict(result.state_dict())
+    assert loaded.config.activation == "leaky_relu_0.01" and loaded.critic.activation == "leaky_relu_0.01"
+    probe = blobs(16, 5).double()
+    torch.testing.assert_close(loaded.critic_values(probe), result.critic_values(probe), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="activation="):
+        EnsembleConfig(steps=1, activation="leaky")
 
 
 def test_float32_members_follow_their_loops():

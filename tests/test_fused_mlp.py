@@ -32,7 +32,7 @@ def always_fused(monkeypatch):
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("activation", ["leaky_relu", "relu"])
+@pytest.mark.parametrize("activation", ["leaky_relu", "leaky_relu_0.01", "relu"])
 @pytest.mark.parametrize("in_dim, out_dim, depth", [(2, 1, 2), (1, 2, 1), (3, 3, 0), (2, 2, 3)])
 @pytest.mark.parametrize("shared", [True, False])
 def test_fused_stack_matches_plain_members(activation, in_dim, out_dim, depth, shared):

@@ -21,7 +21,7 @@ from gan_lib.train import stacked_loss
 # --- members trained together equal members trained alone -------------------------------
 
 
-@pytest.mark.parametrize("activation", ["silu", "leaky_relu", "tanh"])
+@pytest.mark.parametrize("activation", ["silu", "leaky_relu", "leaky_relu_0.01", "tanh"])
 @pytest.mark.parametrize("depth", [0, 1, 3])
 def test_stack_members_equal_a_plain_mlp_with_the_same_seed(activation: str, depth: int) -> None:
     torch.manual_seed(5)

@@ -30,7 +30,7 @@ from .mlp import activation_function, mlp
 
 __all__ = ["BatchedMLP"]
 
-_FUSED_SLOPES = {"leaky_relu": 0.2, "relu": 0.0}  # activations the fused path handles: max(a, slope a)
+_FUSED_SLOPES = {"leaky_relu": 0.2, "leaky_relu_0.01": 0.01, "relu": 0.0}  # activations the fused path handles: max(a, slope a)
 # Hidden activations (K * n * width) from which the fused path is taken. Below, its extra Python
 # work costs more than it saves: on 2 CPU cores (width 100, a critic step on 2n = 512 rows, a
 # generator step on 256) it was 0.8-0.9x the plain path's speed at K = 1 and 2 (n = 256), about
@@ -53,7 +53,7 @@ class BatchedMLP(nn.Module):
       by what they are trained on (needs equal widths).
 
     ``fused=True`` uses the hand-written forward and backward of the module docstring (for
-    ``"leaky_relu"`` and ``"relu"`` at equal widths, and batches whose hidden activations hold at
+    the ``"leaky_relu"`` activations and ``"relu"`` at equal widths, and batches whose hidden activations hold at
     least ``2**17`` numbers, where it pays; otherwise the plain path); the attribute ``fused`` may be
     switched at any time.
 

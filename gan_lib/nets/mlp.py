@@ -8,15 +8,18 @@ from torch import nn
 
 __all__ = ["ACTIVATIONS", "activation_function", "mlp", "LocationScale"]
 
-_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
+_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "leaky_relu_0.01": lambda: nn.LeakyReLU(0.01),
+                "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
 _FUNCTIONS = {
     "relu": F.relu,
     "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
+    "leaky_relu_0.01": lambda x: F.leaky_relu(x, 0.01),
     "tanh": torch.tanh,
     "elu": F.elu,
     "silu": F.silu,
 }
-#: Names of the hidden-layer activations (LeakyReLU has slope 0.2).
+#: Names of the hidden-layer activations: ``"leaky_relu"`` has slope 0.2 (the book's), ``"leaky_relu_0.01"``
+#: slope 0.01 (``nn.LeakyReLU()``'s default, which some published code uses).
 ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
 
 

@@ -1,7 +1,7 @@
 r"""Many small GANs trained at once: ``K`` independent members as one batched computation.
 
 Member ``k`` is a generator ``G_k: R^{z} -> R^d`` and a critic ``D_k: R^d -> R`` (MLPs
-``z -> width (x depth) -> d`` and ``d -> width (x depth) -> 1`` with LeakyReLU(0.2)), trained on its
+``z -> width (x depth) -> d`` and ``d -> width (x depth) -> 1`` with LeakyReLU, slope 0.2 by default), trained on its
 own data with its own loss (any name of :func:`gan_lib.losses.names`, with options), its own
 regulariser, its own learning rates and its own seed. The ``K`` generators are one
 :class:`gan_lib.nets.BatchedMLP`, the ``K`` critics another, so every layer of every member is one
@@ -12,7 +12,7 @@ The protocol is Song & Ermon's (2020, ``song2020bridging``) for their 2-D experi
 details: batches of ``batch_size`` of the ``N`` training points (the last one smaller), here drawn
 in a new order every epoch (their code keeps one order); for each batch, ``n_critic`` critic steps
 with fresh noise ``z ~ N(0, I)`` on the same real batch, then one generator step. Their networks use
-LeakyReLU's default slope 0.01; these use 0.2. The optimiser is RMSprop (``alpha = 0.99``, ``eps = 1e-8``, their choice) or Adam,
+LeakyReLU's default slope 0.01: ``EnsembleConfig(activation="leaky_relu_0.01")``. The optimiser is RMSprop (``alpha = 0.99``, ``eps = 1e-8``, their choice) or Adam,
 written here over the stacked ``(K, ...)`` tensors (:class:`StackedRMSprop`, :class:`StackedAdam`)
 so that each member has its own learning rate; both take exactly the steps of ``torch.optim``'s
 single-tensor implementations.
@@ -80,7 +80,7 @@ from tqdm import tqdm
 
 from gan_lib import losses as _losses
 from gan_lib.losses.registry import LossTerms
-from gan_lib.nets import BatchedMLP
+from gan_lib.nets import ACTIVATIONS, BatchedMLP
 from gan_lib.validation import integer_number, is_integer, is_real, named, one_of, real_number, seed_number
 
 __all__ = [
@@ -185,6 +185,8 @@ class EnsembleConfig:
         steps: generator steps (the epoch scheme runs on across epochs and stops there).
             Give exactly one of ``epochs`` and ``steps``.
         width, depth: hidden width and number of hidden layers of both networks.
+        activation: their hidden activation, one of :data:`gan_lib.nets.ACTIVATIONS` (default
+            ``"leaky_relu"``, slope 0.2; ``"leaky_relu_0.01"`` is ``nn.LeakyReLU()``'s slope).
         z_dim: dimension of the noise ``z ~ N(0, I)``.
         betas: Adam's ``(beta1, beta2)``.
         log_every: record the members' losses every this many generator steps (and at the last).
@@ -207,6 +209,7 @@ class EnsembleConfig:
     steps: int | None = None
     width: int = 100
     depth: int = 2
+    activation: str = "leaky_relu"
     z_dim: int = 2
     betas: tuple[float, float] = (0.5, 0.999)
     log_every: int = 50
@@ -219,6 +222,7 @@ class EnsembleConfig:
                          ("log_every", 1)):
             named(name, getattr(self, name), lambda v, lo=lo: integer_number(v, lo))
         named("optimiser", self.optimiser, one_of(*OPTIMISERS))
+        named("activation", self.activation, one_of(*ACTIVATIONS))
         named("dtype", self.dtype, one_of("float32", "float64"))
         if not isinstance(self.compile_losses, (bool, np.bool_)):
             raise ValueError(f"compile_losses={self.compile_losses!r} must be True or False")
@@ -505,7 +509,8 @@ class EnsembleResult:
         """The result saved by :meth:`state_dict` (also one saved before the specs were plain dicts)."""
         def bank(saved: Mapping[str, list[Tensor]]) -> BatchedMLP:
             w = saved["weights"]
-            out = BatchedMLP(w[0].shape[1], [w[0].shape[2]] * w[0].shape[0], depth=len(w) - 1, out_dim=w[-1].shape[2],
+            out = BatchedMLP(w[0].shape[1], [w[0].shape[2]] * w[0].shape[0], depth=len(w) - 1,
+                             activation=config.activation, out_dim=w[-1].shape[2],
                              generator=torch.Generator().manual_seed(0), fused=True).to(w[0])
             with torch.no_grad():
                 for p, x in zip([*out.weights, *out.biases], [*w, *saved["biases"]]):
@@ -1048,8 +1053,8 @@ def _init_members(members: Sequence[MemberSpec], cfg: EnsembleConfig, d: int,
     """The stacked networks and spectral-norm vectors, member ``k`` drawn from ``gens[k]`` alone."""
     k = len(members)
     blank = torch.Generator().manual_seed(0)
-    generator = BatchedMLP(cfg.z_dim, [cfg.width] * k, cfg.depth, out_dim=d, generator=blank, fused=True)
-    critic = BatchedMLP(d, [cfg.width] * k, cfg.depth, out_dim=1, generator=blank, fused=True)
+    generator = BatchedMLP(cfg.z_dim, [cfg.width] * k, cfg.depth, cfg.activation, out_dim=d, generator=blank, fused=True)
+    critic = BatchedMLP(d, [cfg.width] * k, cfg.depth, cfg.activation, out_dim=1, generator=blank, fused=True)
     dims = [d] + [cfg.width] * cfg.depth + [1]
     f32 = torch.float32   # the draws are made in float32 whatever torch's default dtype, then cast to cfg.dtype
     sn_u = [torch.zeros(k, dims[i + 1], dtype=f32) for i in range(cfg.depth + 1)]
