@@ -110,7 +110,7 @@ def reference_run(spec: MemberSpec, x: torch.Tensor, cfg: EnsembleConfig) -> dic
     n_points = x.shape[0]
     step, d_log, g_log = 0, [], []
     while step < cfg.steps:
-        x_epoch = x[torch.randperm(n_points, generator=gen)]
+        x_epoch = x[torch.randperm(n_points, generator=gen)] if cfg.shuffle else x
         for begin in range(0, n_points, cfg.batch_size):
             if step >= cfg.steps:
                 break
@@ -258,6 +258,18 @@ def test_members_with_pytorchs_default_leaky_relu_follow_their_loops():
     torch.testing.assert_close(loaded.critic_values(probe), result.critic_values(probe), rtol=0, atol=0)
     with pytest.raises(ValueError, match="activation="):
         EnsembleConfig(steps=1, activation="leaky")
+
+
+def test_members_taking_batches_in_the_datas_order_follow_their_loops():
+    """shuffle=False: every epoch the batches in the data's own order, as a DataLoader without shuffle."""
+    cfg = EnsembleConfig(optimiser="adam", betas=(0.5, 0.9), dtype="float64", shuffle=False,
+                         **{**CFG, "steps": 6, "batch_size": 64})  # 150 points: 3 batches an epoch, 2 epochs
+    result = train_ensemble(MIXED, DATA, cfg, progress=False)
+    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+    shuffled = train_ensemble(MIXED[:1], DATA, dataclasses.replace(cfg, shuffle=True), progress=False)
+    assert not torch.allclose(shuffled.generator.weights[1][0], result.generator.weights[1][0])
+    with pytest.raises(ValueError, match="shuffle="):
+        EnsembleConfig(steps=1, shuffle=1)
 
 
 def test_float32_members_follow_their_loops():

@@ -8,11 +8,12 @@ regulariser, its own learning rates and its own seed. The ``K`` generators are o
 ``torch.baddbmm`` call; the members share no parameter, so the gradient of the sum of the members'
 losses with respect to member ``k`` is the gradient of member ``k``'s loss alone.
 
-The protocol is Song & Ermon's (2020, ``song2020bridging``) for their 2-D experiments, but for two
-details: batches of ``batch_size`` of the ``N`` training points (the last one smaller), here drawn
-in a new order every epoch (their code keeps one order); for each batch, ``n_critic`` critic steps
-with fresh noise ``z ~ N(0, I)`` on the same real batch, then one generator step. Their networks use
-LeakyReLU's default slope 0.01: ``EnsembleConfig(activation="leaky_relu_0.01")``. The optimiser is RMSprop (``alpha = 0.99``, ``eps = 1e-8``, their choice) or Adam,
+The protocol is Song & Ermon's (2020, ``song2020bridging``) for their 2-D experiments: batches of
+``batch_size`` of the ``N`` training points (the last one smaller), drawn in a new order every epoch
+(``shuffle=True``, the default) or, as their released code does, in the data's own order every epoch
+(``shuffle=False``); for each batch, ``n_critic`` critic steps with fresh noise ``z ~ N(0, I)`` on the
+same real batch, then one generator step. Their networks use LeakyReLU's default slope 0.01:
+``EnsembleConfig(activation="leaky_relu_0.01")``. The optimiser is RMSprop (``alpha = 0.99``, ``eps = 1e-8``, their choice) or Adam,
 written here over the stacked ``(K, ...)`` tensors (:class:`StackedRMSprop`, :class:`StackedAdam`)
 so that each member has its own learning rate; both take exactly the steps of ``torch.optim``'s
 single-tensor implementations.
@@ -33,7 +34,7 @@ Reproducibility: every random draw of member ``k`` comes from its own ``torch.Ge
 with its ``seed``, in this order: the generator's layers (weight then bias, as ``nn.Linear`` draws
 them: uniform in ``+-1/sqrt(fan_in)``), the critic's layers, the spectral-norm vectors (per layer
 ``u`` then ``v``, standard normal, normalised; 15 power iterations follow the cast to ``dtype``); then, per epoch, one
-``randperm(N)``; per generator step ``randn(n_critic + 1, n, z)`` (slice ``j`` the noise of critic
+``randperm(N)`` (unless ``shuffle=False``); per generator step ``randn(n_critic + 1, n, z)`` (slice ``j`` the noise of critic
 step ``j``, the last the generator's), then for ``"gp"`` ``rand(n_critic, n, 1)``. On the CPU the
 noise is the same as ``n_critic + 1`` draws of ``randn(n, z)`` when ``n * z`` is a multiple of 16
 (torch fills normals in blocks of 16). A member's trajectory therefore does not depend on which members share the
@@ -81,7 +82,8 @@ from tqdm import tqdm
 from gan_lib import losses as _losses
 from gan_lib.losses.registry import LossTerms
 from gan_lib.nets import ACTIVATIONS, BatchedMLP
-from gan_lib.validation import integer_number, is_integer, is_real, named, one_of, real_number, seed_number
+from gan_lib.validation import (boolean, integer_number, is_integer, is_real, named, one_of, real_number,
+                                 seed_number)
 
 __all__ = [
     "REGULARISERS",
@@ -187,6 +189,9 @@ class EnsembleConfig:
         width, depth: hidden width and number of hidden layers of both networks.
         activation: their hidden activation, one of :data:`gan_lib.nets.ACTIVATIONS` (default
             ``"leaky_relu"``, slope 0.2; ``"leaky_relu_0.01"`` is ``nn.LeakyReLU()``'s slope).
+        shuffle: draw the batches in a new order every epoch (default ``True``); ``False`` takes them
+            in the data's own order every epoch, as a ``DataLoader`` without ``shuffle`` does (and
+            draws no permutation).
         z_dim: dimension of the noise ``z ~ N(0, I)``.
         betas: Adam's ``(beta1, beta2)``.
         log_every: record the members' losses every this many generator steps (and at the last).
@@ -210,6 +215,7 @@ class EnsembleConfig:
     width: int = 100
     depth: int = 2
     activation: str = "leaky_relu"
+    shuffle: bool = True
     z_dim: int = 2
     betas: tuple[float, float] = (0.5, 0.999)
     log_every: int = 50
@@ -224,6 +230,8 @@ class EnsembleConfig:
         named("optimiser", self.optimiser, one_of(*OPTIMISERS))
         named("activation", self.activation, one_of(*ACTIVATIONS))
         named("dtype", self.dtype, one_of("float32", "float64"))
+        named("shuffle", self.shuffle, boolean)
+        object.__setattr__(self, "shuffle", bool(self.shuffle))
         if not isinstance(self.compile_losses, (bool, np.bool_)):
             raise ValueError(f"compile_losses={self.compile_losses!r} must be True or False")
         object.__setattr__(self, "compile_losses", bool(self.compile_losses))
@@ -1170,11 +1178,14 @@ def train_ensemble(
     bar = tqdm(total=total, desc=desc, disable=not progress, mininterval=1.0)
     try:
         while step < total:
-            perm = torch.stack([torch.randperm(n_points, generator=g, device=g.device) for g in gens])
-            if shared:
-                x_epoch = x_all[perm]
+            if not config.shuffle:   # the data's own order, every epoch (no draw)
+                x_epoch = x_all.unsqueeze(0).expand(k, n_points, d) if shared else x_all
             else:
-                x_epoch = torch.gather(x_all, 1, perm.unsqueeze(-1).expand(k, n_points, d))
+                perm = torch.stack([torch.randperm(n_points, generator=g, device=g.device) for g in gens])
+                if shared:
+                    x_epoch = x_all[perm]
+                else:
+                    x_epoch = torch.gather(x_all, 1, perm.unsqueeze(-1).expand(k, n_points, d))
             for begin in range(0, n_points, bsz):
                 if step >= total:
                     break
