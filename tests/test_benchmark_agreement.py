@@ -7,16 +7,15 @@ import dataclasses
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from script_runs import ctrl_c, start  # noqa: E402
 from test_ensemble import mlp_from  # the plain-PyTorch reference's initialisation (tests/test_ensemble.py)
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -175,16 +174,8 @@ def test_bad_arguments_are_refused(args, message):
 
 def test_ctrl_c_leaves_no_file_and_no_traceback(tmp_path):
     out = tmp_path / "agreement.json"
-    proc = subprocess.Popen([sys.executable, str(BENCH / "ensemble_agreement.py"), "--steps", "400", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(6.0)  # past the imports, into the training
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    proc = start(BENCH / "ensemble_agreement.py", "--steps", "400", "--out", str(out))
+    stderr = ctrl_c(proc, after=6.0)  # past the imports, into the training
     assert proc.returncode == 130, stderr
     assert "interrupted; no result file was written" in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []

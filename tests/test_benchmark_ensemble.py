@@ -12,10 +12,8 @@ import importlib.util
 import json
 import shlex
 import os
-import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from gan_lib.train import EnsembleConfig, train_ensemble
+from script_runs import ctrl_c, start
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ensemble.py"
 
@@ -53,9 +52,7 @@ def test_matmul_flop_count_matches_torchs_counter(steps):
 
 
 def run_script(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+    return start(SCRIPT, *args, **kwargs)
 
 
 def test_quick_run_writes_a_complete_record(tmp_path):
@@ -91,13 +88,7 @@ def test_ctrl_c_leaves_no_file(tmp_path):
     line = ""
     while "malloc" not in line and time.monotonic() < deadline:  # started: the first line is printed
         line = proc.stdout.readline()
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    stderr = ctrl_c(proc, after=1.0)
     assert proc.returncode == 130, stderr
     assert "interrupted; no result file was written" in stderr
     assert "Traceback" not in stderr

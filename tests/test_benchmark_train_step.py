@@ -6,21 +6,18 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from script_runs import ctrl_c, start
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
 
 
 def run_script(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return start(SCRIPT, *args)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -58,13 +55,7 @@ def test_quick_record_says_how_it_was_made(tmp_path):
 def test_ctrl_c_leaves_no_file_and_no_traceback(tmp_path):
     out = tmp_path / "step.json"
     proc = run_script("--quick", "--pairs", "200", "--out", str(out))
-    time.sleep(6.0)  # past the imports, into the measurement
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    stderr = ctrl_c(proc, after=6.0)  # past the imports, into the measurement
     assert proc.returncode == 130, stderr
     assert "interrupted; no result file was written" in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
