@@ -231,7 +231,7 @@ def emd(x: Any, y: Any, *, max_iter: int = 100_000_000) -> float:
     if not np.isfinite(cost).all():
         largest = max(float(a.abs().max()), float(b.abs().max()))
         raise ValueError(f"x and y hold coordinates up to {largest:.3g}, whose distances overflow float64 "
-                         f"(the distance takes the square of each difference, which overflows above about 1.3e154): rescale the points")
+                         f"(the squares of differences above about 1.3e154 do): rescale the points")
     wa = np.full(a.shape[0], 1.0 / a.shape[0])
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
     with warnings.catch_warnings():  # POT also warns when it stops early; the error below says it once

@@ -13,10 +13,10 @@ The protocol is Song & Ermon's (2020, ``song2020bridging``) for their 2-D experi
 (``shuffle=True``, the default) or, as their released code does, in the data's own order every epoch
 (``shuffle=False``); for each batch, ``n_critic`` critic steps with fresh noise ``z ~ N(0, I)`` on the
 same real batch, then one generator step. Their networks use LeakyReLU's default slope 0.01:
-``EnsembleConfig(activation="leaky_relu_0.01")``. The optimiser is RMSprop (``alpha = 0.99``, ``eps = 1e-8``, their choice) or Adam,
-written here over the stacked ``(K, ...)`` tensors (:class:`StackedRMSprop`, :class:`StackedAdam`)
-so that each member has its own learning rate; both take exactly the steps of ``torch.optim``'s
-single-tensor implementations.
+``EnsembleConfig(activation="leaky_relu_0.01")``. The optimiser is RMSprop (``alpha = 0.99``,
+``eps = 1e-8``, their choice) or Adam, written here over the stacked ``(K, ...)`` tensors
+(:class:`StackedRMSprop`, :class:`StackedAdam`) so that each member has its own learning rate; both
+take exactly the steps of ``torch.optim``'s single-tensor implementations.
 
 Regularisers of the critic, one per member:
 
@@ -33,13 +33,14 @@ Regularisers of the critic, one per member:
 Reproducibility: every random draw of member ``k`` comes from its own ``torch.Generator`` seeded
 with its ``seed``, in this order: the generator's layers (weight then bias, as ``nn.Linear`` draws
 them: uniform in ``+-1/sqrt(fan_in)``), the critic's layers, the spectral-norm vectors (per layer
-``u`` then ``v``, standard normal, normalised; 15 power iterations follow the cast to ``dtype``); then, per epoch, one
-``randperm(N)`` (unless ``shuffle=False``); per generator step ``randn(n_critic + 1, n, z)`` (slice ``j`` the noise of critic
-step ``j``, the last the generator's), then for ``"gp"`` ``rand(n_critic, n, 1)``. On the CPU the
-noise is the same as ``n_critic + 1`` draws of ``randn(n, z)`` when ``n * z`` is a multiple of 16
-(torch fills normals in blocks of 16). A member's trajectory therefore does not depend on which members share the
-ensemble: training it alone, or in any other company, gives the same numbers (up to float rounding
-of the batched products).
+``u`` then ``v``, standard normal, normalised; 15 power iterations follow the cast to ``dtype``); then,
+per epoch, one ``randperm(N)`` (unless ``shuffle=False``); per generator step
+``randn(n_critic + 1, n, z)`` (slice ``j`` the noise of critic step ``j``, the last the generator's),
+then for ``"gp"`` ``rand(n_critic, n, 1)``. On the CPU the noise is the same as ``n_critic + 1``
+draws of ``randn(n, z)`` when ``n * z`` is a multiple of 16 (torch fills normals in blocks of 16). A
+member's trajectory therefore does not depend on which members share the ensemble: training it
+alone, or in any other company, gives the same numbers (up to float rounding of the batched
+products).
 
 Losses whose terms share batch statistics (``kl_hinge``, ``chi2_hinge``, ``ragan``) are evaluated
 once per group of members that share them, mapped over the members' ``(n,)`` rows of the group's
