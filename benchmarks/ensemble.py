@@ -28,8 +28,9 @@ run with the same threads: ``torch.bmm`` of the ensemble's largest product (K, 2
 2) is measured in turn. Its peaks are measured after all its repeats (best of five bursts, three
 with ``--quick``: ``fraction_of_*_peak``), and also right after each repeat's ensemble run (best
 of three bursts), so that on a machine whose speed drifts each repeat is compared with the peak of
-its moment (``paired_fraction_of_*_peak``: the median over repeats of the ratio). The run ends with one line per thread count: the median speed-ups (wall clock and
-CPU time) and the ensemble's fraction of the bmm peak, both ways. Writes
+its moment (``paired_fraction_of_*_peak``: the median over repeats of the ratio). The run ends with
+one line per thread count: the median speed-ups (wall clock and CPU time) and the ensemble's
+fraction of the bmm peak, both ways. Writes
 ``benchmarks/results/ensemble.json``, or ``--out FILE`` (temporary file, then renamed; with the
 command line, the UTC time and the machine; ``summary`` holds the first
 thread count's results, ``summary["by_threads"]`` every one's) and prints the tables.
@@ -57,7 +58,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import torch
 from torch import nn
@@ -341,6 +342,22 @@ def report(summary: dict[str, Any]) -> None:
               f"{c['paired_fraction_of_' + label + '_peak']:14.0%}")
 
 
+def command_line(script: str, args: Sequence[str] | None = None) -> str:
+    """How a benchmark was started, for its record: ``python benchmarks/<script> args`` (the process's
+    own arguments by default), quoted so that it runs again as written."""
+    return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if args is None else args)])
+
+
+def run_main(main: Callable[[], int], script: str) -> NoReturn:
+    """Exit with ``main()``'s status; on Ctrl-C, with 130 and a line saying that no result was written
+    (results are written whole or not at all), not a traceback."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(f"\n{script}: interrupted; no result file was written", file=sys.stderr)
+        sys.exit(130)
+
+
 def cpu_model() -> str:
     """The processor's name from /proc/cpuinfo (Linux), else what platform knows."""
     try:
@@ -472,7 +489,7 @@ def main() -> int:
     summary["by_threads"] = by_threads
 
     record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "command": shlex.join(["python", "benchmarks/ensemble.py", *sys.argv[1:]]),  # quoted: runs as written
+              "command": command_line("ensemble.py"),
               "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "grid": {"losses": LOSSES, "seeds": seeds, "regulariser": "spectral_norm",
                                            "optimiser": "rmsprop", "lr": LR, "batch": BATCH, "n_critic": N_CRITIC,
                                            "width": WIDTH, "depth": DEPTH, "n_points": N_POINTS,
@@ -491,8 +508,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\nensemble.py: interrupted; no result file was written", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "ensemble.py")

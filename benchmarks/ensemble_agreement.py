@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -59,8 +58,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ensemble import (cpu_model, device_argument,  # noqa: E402  (shared with the speed benchmark)
-                      float32_matmul_settings, source_revision)
+from ensemble import (command_line, cpu_model, device_argument,  # noqa: E402  (shared with the speed benchmark)
+                      float32_matmul_settings, run_main, source_revision)
 
 from gan_lib.files import cannot_write, write_json  # noqa: E402
 from gan_lib.train import EnsembleConfig, MemberSpec, train_ensemble  # noqa: E402
@@ -232,7 +231,7 @@ def main() -> int:
           f"{TOLERANCE['float64']:.0e}), float32 {worst['float32']:.1e} (tolerance {TOLERANCE['float32']:.0e}); "
           f"{failed} of {sum(bool(r['checked']) for r in rows)} checked rows over")
     if args.out is not None:
-        record = {"command": shlex.join(["python", "benchmarks/ensemble_agreement.py", *sys.argv[1:]]),
+        record = {"command": command_line("ensemble_agreement.py"),
                   "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
                   "host": platform.node(), "device": str(device),
                   "python": platform.python_version(),
@@ -246,8 +245,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\nensemble_agreement.py: interrupted; no result file was written", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "ensemble_agreement.py")

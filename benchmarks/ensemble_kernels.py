@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
           f"projection {projected_one_loss:.1f}x")
     if args.out is not None:
         args.out.resolve().parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.out, {"command": " ".join(["python", "benchmarks/ensemble_kernels.py", *sys.argv[1:]]),
+        write_json(args.out, {"command": bench.command_line("ensemble_kernels.py"),
                               "members": len(members), "alone": alone, "ensemble": together,
                               "ensemble_ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
                               "projected_speedup": projected,
@@ -118,8 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\nensemble_kernels.py: interrupted; no result file was written", file=sys.stderr)
-        sys.exit(130)
+    bench.run_main(main, "ensemble_kernels.py")

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ensemble import cpu_model, source_revision  # noqa: E402  (shared with the other benchmarks)
+from ensemble import command_line, cpu_model, run_main, source_revision  # noqa: E402  (shared with the other benchmarks)
 
 from gan_lib.files import cannot_write, write_json
 from gan_lib.nets import image_nets
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                              ("cuda bf16+compile+channels_last", dict(precision="bf16", compile=True, channels_last=True))):
             modes.append(run_mode(label, TrainConfig(**gpu, **extra), cifar, pairs, steps))
     record = {"args": {**vars(args), "out": str(out), "pairs": pairs, "steps": steps},
-              "command": shlex.join(["python", "benchmarks/train_step.py", *(sys.argv[1:] if argv is None else argv)]),
+              "command": command_line("train_step.py", argv),
               "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": source,
               "torch": torch.__version__, "python": platform.python_version(), "cpu_model": cpu_model(),
               "host": platform.node(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
@@ -202,8 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ntrain_step.py: interrupted; no result file was written", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "train_step.py")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shlex
 import os
+import shlex
 import stat
 import subprocess
 import time

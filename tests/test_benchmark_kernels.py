@@ -4,6 +4,7 @@ and the script as a user runs it."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +33,12 @@ def test_each_extra_member_adds_only_its_own_noise_draws():
 
 
 def test_script_writes_its_record(tmp_path):
-    out = tmp_path / "kernels.json"
+    out = tmp_path / "the kernels.json"  # a space: the recorded command must quote it
     proc = subprocess.run([sys.executable, str(BENCH / "ensemble_kernels.py"), "--seeds", "1", "--steps", "2",
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
+    assert shlex.split(record["command"])[-2:] == ["--out", str(out)]  # runs again as written
     assert record["members"] == len(bench.LOSSES) and set(record["alone"]) == set(bench.LOSSES)
     mean_alone = sum(record["alone"].values()) / len(record["alone"])
     assert abs(record["projected_speedup"] - record["members"] * mean_alone / record["ensemble"]) < 1e-9
