@@ -25,7 +25,8 @@ Regularisers of the critic, one per member:
 * ``"r1"``: ``(gamma / 2) E_P[||grad D(x)||^2]`` on the real batch (Mescheder et al. 2018),
   ``gamma`` = ``reg_weight``;
 * ``"spectral_norm"``: every critic weight divided by its largest singular value, estimated by one
-  power iteration per training step with a persistent vector per layer, as
+  power iteration per call of the critic in training (one per critic step, or two with
+  ``separate_critic_calls=True``; one per generator step) with a persistent vector per layer, as
   ``torch.nn.utils.parametrizations.spectral_norm`` does (Miyato et al. 2018);
 * ``"clip"``: every critic parameter clamped to ``[-clip, clip]`` after each critic step
   (Arjovsky et al. 2017).
@@ -193,6 +194,13 @@ class EnsembleConfig:
         shuffle: draw the batches in a new order every epoch (default ``True``); ``False`` takes them
             in the data's own order every epoch, as a ``DataLoader`` without ``shuffle`` does (and
             draws no permutation).
+        separate_critic_calls: in a critic step, score the real batch and then the generated batch
+            in two calls of the critic, as a loop that computes ``D(x_real)`` and then ``D(x_fake)``
+            does (Song & Ermon's released code). For spectral-norm members each call takes its own
+            power iteration: two per critic step, the real batch scored with the weights after the
+            first and the generated batch with the weights after the second. For the other members
+            the numbers are those of one call. Default ``False``: one call on both batches, one
+            power iteration per critic step.
         z_dim: dimension of the noise ``z ~ N(0, I)``.
         betas: Adam's ``(beta1, beta2)``.
         log_every: record the members' losses every this many generator steps (and at the last).
@@ -217,6 +225,7 @@ class EnsembleConfig:
     depth: int = 2
     activation: str = "leaky_relu"
     shuffle: bool = True
+    separate_critic_calls: bool = False
     z_dim: int = 2
     betas: tuple[float, float] = (0.5, 0.999)
     log_every: int = 50
@@ -231,8 +240,9 @@ class EnsembleConfig:
         named("optimiser", self.optimiser, one_of(*OPTIMISERS))
         named("activation", self.activation, one_of(*ACTIVATIONS))
         named("dtype", self.dtype, one_of("float32", "float64"))
-        named("shuffle", self.shuffle, boolean)
-        object.__setattr__(self, "shuffle", bool(self.shuffle))
+        for name in ("shuffle", "separate_critic_calls"):
+            named(name, getattr(self, name), boolean)
+            object.__setattr__(self, name, bool(getattr(self, name)))
         if not isinstance(self.compile_losses, (bool, np.bool_)):
             raise ValueError(f"compile_losses={self.compile_losses!r} must be True or False")
         object.__setattr__(self, "compile_losses", bool(self.compile_losses))
@@ -671,12 +681,14 @@ def _spectral_mask(spectral: Sequence[bool], device: torch.device | str) -> Tens
 
 
 def _effective_weights(weights: list[Tensor], sn_u: list[Tensor], sn_v: list[Tensor], spectral: Sequence[bool],
-                       power_iteration: bool, mask: Tensor | None) -> list[Tensor]:
+                       power_iteration: bool, mask: Tensor | None, copies: bool = False) -> list[Tensor]:
     """``W / sigma(W)`` for spectral-norm members, ``W`` for the others; ``sigma = u^T W v``.
 
     ``spectral``: one Python boolean per member, so that choosing the path reads nothing back from
     the device (on a GPU, ``bool(tensor)`` waits for all the work queued before it). ``mask``:
     ``_spectral_mask(spectral, device)``, made once by the caller (a copy to the device).
+    ``copies``: ``sigma`` from copies of ``u`` and ``v``, for a caller that takes another power
+    iteration (which updates them in place) before differentiating this one's result.
     """
     if not sn_u or not any(spectral):
         return weights
@@ -685,6 +697,8 @@ def _effective_weights(weights: list[Tensor], sn_u: list[Tensor], sn_v: list[Ten
     for w, u, v in zip(weights, sn_u, sn_v):
         if power_iteration:
             _power_iteration_(w.detach(), u, v)
+        if copies:
+            u, v = u.clone(), v.clone()
         sigma = (torch.bmm(v.unsqueeze(1), w) * u.unsqueeze(1)).sum(-1, keepdim=True)  # (K, 1, 1) = u^T W v
         out.append(w / (sigma if everyone else torch.where(mask, sigma, torch.ones_like(sigma))))  # type: ignore[arg-type]
     return out
@@ -1163,10 +1177,12 @@ def train_ensemble(
         opt_d = StackedAdam(d_params, lr_d, betas=config.betas)
         opt_g = StackedAdam(g_params, lr_g, betas=config.betas)
 
-    def d_forward(x: Tensor, power_iteration: bool) -> Tensor:
+    def d_forward(x: Tensor) -> Tensor:
+        """The critic's values at ``x`` in training: a power iteration first for spectral norm."""
         if not any_sn:
             return critic(x)
-        w = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, power_iteration, sn_mask)
+        w = _effective_weights(list(critic.weights), sn_u, sn_v, spectral, True, sn_mask,
+                               copies=config.separate_critic_calls)
         return functional_call(critic, _param_dict(w, list(critic.biases)), (x,))
 
     log_steps: list[int] = []
@@ -1202,7 +1218,10 @@ def train_ensemble(
                     eps = eps_all[:, j] if eps_all is not None else None
                     with torch.no_grad():
                         x_fake = generator(z)
-                    out = d_forward(torch.cat([x_real, x_fake], dim=1), power_iteration=True)
+                    if config.separate_critic_calls:  # a power iteration per call (spectral norm)
+                        out = torch.cat([d_forward(x_real), d_forward(x_fake)], dim=1)
+                    else:
+                        out = d_forward(torch.cat([x_real, x_fake], dim=1))
                     d_vec = critic_losses(out)
                     d_total = d_vec.sum()
                     pen_vec = None
