@@ -10,8 +10,10 @@ Closed forms: RMSprop's first step moves every parameter by ``lr / sqrt(1 - alph
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import pickle
 import shutil
 import sysconfig
 from collections import OrderedDict
@@ -473,6 +475,18 @@ def test_member_specs_are_values():
     assert spec == twin and hash(spec) == hash(twin) and len({spec, twin}) == 1
     assert spec != MemberSpec("fgan_kl", seed=1, loss_options={"clamp": False})
     assert {spec: "a"}[twin] == "a"
+    # the spec's own options refuse changes (they were validated), naming the way to another spec
+    for change in (lambda o: o.__setitem__("nope", 1), lambda o: o.update(nope=1), lambda o: o.pop("clamp"),
+                   lambda o: o.setdefault("nope", 1), lambda o: o.clear(), lambda o: o.__delitem__("clamp"),
+                   lambda o: o.popitem(), lambda o: o.__ior__({"nope": 1})):
+        with pytest.raises(TypeError, match=r"cannot be changed.*dataclasses\.replace"):
+            change(spec.loss_options)
+    assert spec.loss_options == {"clamp": True} and spec == twin
+    # and still copy, pickle and save as the dict they hold
+    for again in (copy.deepcopy(spec), copy.copy(spec), pickle.loads(pickle.dumps(spec))):
+        assert again == spec and again.loss_options == {"clamp": True}
+    changed = dataclasses.replace(spec, loss_options={"clamp": False})
+    assert changed.loss_options == {"clamp": False} and spec.loss_options == {"clamp": True}
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,20 @@ Data = Union[Tensor, Sequence[Tensor], Mapping[str, Tensor]]
 # ----------------------------------------------------------------------------------------------
 
 
+class _ReadOnlyOptions(dict):
+    """A spec's loss options: a ``dict`` that refuses changes (the spec is frozen and was validated
+    with these options). Compares, copies and pickles as the dict it holds."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"MemberSpec.loss_options {dict(self)!r} cannot be changed: make a new spec, "
+                        f"e.g. dataclasses.replace(spec, loss_options={{...}})")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy through the constructor, not __setitem__
+        return (type(self), (dict(self),))
+
+
 @dataclass(frozen=True)
 class MemberSpec:
     """One member of an ensemble.
@@ -125,7 +139,8 @@ class MemberSpec:
         loss: a registered loss name (:func:`gan_lib.losses.names`), e.g. ``"non_saturating"``,
             ``"hinge"``, ``"kl_hinge"``, ``"fgan_kl"``.
         seed: seed of the member's own ``torch.Generator`` (every random draw of the member).
-        loss_options: options of the loss (``gan_lib.losses.get(loss, **loss_options)``).
+        loss_options: options of the loss (``gan_lib.losses.get(loss, **loss_options)``); kept as a
+            read-only copy (a dict that refuses changes).
         regulariser: one of :data:`REGULARISERS`.
         reg_weight: ``lambda`` of ``"gp"``, ``gamma`` of ``"r1"`` (ignored otherwise), >= 0.
         clip: the clipping bound ``c`` of ``"clip"`` (ignored otherwise), > 0.
@@ -151,8 +166,9 @@ class MemberSpec:
             raise TypeError(f"loss={self.loss!r} must be a registered loss name (a str)")
         if not isinstance(self.loss_options, Mapping):
             raise TypeError(f"loss_options={self.loss_options!r} must be a dict of the loss's options")
-        # a copy: a later change to the caller's dict would otherwise reach the spec past this validation
-        object.__setattr__(self, "loss_options", dict(self.loss_options))
+        # a read-only copy: a later change to the caller's dict, or to the spec's, would otherwise get
+        # past this validation
+        object.__setattr__(self, "loss_options", _ReadOnlyOptions(self.loss_options))
         _losses.get(self.loss, **self.loss_options)  # unknown name / option -> ValueError naming it
         if not is_integer(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed={self.seed!r} must be an integer with 0 <= seed < 2**63")
