@@ -13,7 +13,8 @@ The protocol is Song & Ermon's (2020, ``song2020bridging``) for their 2-D experi
 (``shuffle=True``, the default) or, as their released code does, in the data's own order every epoch
 (``shuffle=False``); for each batch, ``n_critic`` critic steps with fresh noise ``z ~ N(0, I)`` on the
 same real batch, then one generator step. Their networks use LeakyReLU's default slope 0.01:
-``EnsembleConfig(activation="leaky_relu_0.01")``. The optimiser is RMSprop (``alpha = 0.99``,
+``EnsembleConfig(activation="leaky_relu_0.01")``; their critic scores the real and then the generated
+batch in two calls: ``EnsembleConfig(separate_critic_calls=True)``. The optimiser is RMSprop (``alpha = 0.99``,
 ``eps = 1e-8``, their choice) or Adam, written here over the stacked ``(K, ...)`` tensors
 (:class:`StackedRMSprop`, :class:`StackedAdam`) so that each member has its own learning rate; both
 take exactly the steps of ``torch.optim``'s single-tensor implementations.
