@@ -286,7 +286,7 @@ def test_build_executes_with_the_profile_and_writes_a_status_page(tiny_book: Pat
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and 'profile = "smoke"' in injected[0].source
     status = (tiny_book / "_build" / "src" / "book" / "status.md").read_text()
-    assert "A tiny chapter" in status and "`smoke`" in status and "| pass | executed (not executed yet) |" in status
+    assert "A tiny chapter" in status and "`smoke`" in status and "| pass | executed (no earlier execution is kept) |" in status
     assert "executed 1 of 1 chapters one after another" in status
 
 

@@ -48,7 +48,7 @@ def built(tmp_path_factory) -> Path:
     (root / "lib" / "README.txt").write_text("not Python: not part of the key\n")
     (root / "versions.json").write_text(json.dumps(VERSIONS))
     results = build(root)
-    assert outcome(results) == [("01_good", False, "not executed yet"), ("02_second", False, "not executed yet")]
+    assert outcome(results) == [("01_good", False, "no earlier execution is kept"), ("02_second", False, "no earlier execution is kept")]
     return root
 
 

@@ -207,6 +207,10 @@ MIXED = [
     MemberSpec("kl_hinge", seed=19, loss_options={"detach_weights": True}, lr_d=2e-3, dataset="b"),
 ]
 DATA = {"a": blobs(150, 0), "b": blobs(150, 1, shift=0.5)}
+# float64 trajectories: the largest relative error observed was 8.2e-10 on one machine and 2.7e-9 on
+# another (AMD EPYC; the kl_hinge member with spectral norm, whose power iteration and exponential
+# weights amplify rounding); the same members in float32 differ by up to 5e-6 (test_float32_...)
+TOL64 = 1e-8
 CFG = dict(batch_size=64, n_critic=2, steps=8, width=16, depth=2, z_dim=2, log_every=3)
 
 
@@ -239,7 +243,7 @@ def check_against_reference(result, specs, data, cfg, tol: float) -> None:
 
 def test_each_member_follows_its_plain_pytorch_loop(mixed_run):
     cfg, result = mixed_run
-    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)  # observed <= 8.2e-10
+    check_against_reference(result, MIXED, DATA, cfg, tol=TOL64)
     assert list(result.history.step) == [3, 6, 8]
     assert (result.history.penalty[:, 2] > 0).all() and (result.history.penalty[:, 4] > 0).all()
     assert (result.history.penalty[:, [0, 1, 3, 5, 6, 7, 8]] == 0).all()
@@ -249,7 +253,7 @@ def test_members_with_pytorchs_default_leaky_relu_follow_their_loops():
     """activation="leaky_relu_0.01": nn.LeakyReLU()'s slope, as Song & Ermon's released networks use it."""
     cfg = EnsembleConfig(optimiser="rmsprop", dtype="float64", activation="leaky_relu_0.01", **CFG)
     result = train_ensemble(MIXED, DATA, cfg, progress=False)
-    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+    check_against_reference(result, MIXED, DATA, cfg, tol=TOL64)
     # the slope is the only difference from the default: the same members end elsewhere with 0.2
     default = train_ensemble(MIXED[:1], DATA, dataclasses.replace(cfg, activation="leaky_relu"), progress=False)
     assert not torch.allclose(default.generator.weights[1][0], result.generator.weights[1][0])
@@ -267,7 +271,7 @@ def test_members_taking_batches_in_the_datas_order_follow_their_loops():
     cfg = EnsembleConfig(optimiser="adam", betas=(0.5, 0.9), dtype="float64", shuffle=False,
                          **{**CFG, "steps": 6, "batch_size": 64})  # 150 points: 3 batches an epoch, 2 epochs
     result = train_ensemble(MIXED, DATA, cfg, progress=False)
-    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+    check_against_reference(result, MIXED, DATA, cfg, tol=TOL64)
     shuffled = train_ensemble(MIXED[:1], DATA, dataclasses.replace(cfg, shuffle=True), progress=False)
     assert not torch.allclose(shuffled.generator.weights[1][0], result.generator.weights[1][0])
     with pytest.raises(ValueError, match="shuffle="):
@@ -279,7 +283,7 @@ def test_members_scoring_real_and_generated_batches_in_two_calls_follow_their_lo
     as Song & Ermon's released loop does; members without spectral norm get the numbers of one call."""
     cfg = EnsembleConfig(optimiser="rmsprop", dtype="float64", separate_critic_calls=True, **CFG)
     result = train_ensemble(MIXED, DATA, cfg, progress=False)
-    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+    check_against_reference(result, MIXED, DATA, cfg, tol=TOL64)
     joint = train_ensemble(MIXED, DATA, dataclasses.replace(cfg, separate_critic_calls=False), progress=False)
     for k, spec in enumerate(MIXED):  # one call on 2n rows or two on n: the same numbers up to rounding
         moved = max(float((a[k] - b[k]).abs().max()) for a, b in zip(result.critic.weights, joint.critic.weights))
@@ -331,7 +335,7 @@ def test_compiled_losses_follow_the_plain_pytorch_loop(monkeypatch):
     cfg = EnsembleConfig(optimiser="rmsprop", dtype="float64", compile_losses=True, **{**CFG, "steps": 4})
     result = train_ensemble(MIXED, DATA, cfg, progress=False)
     assert len(ens._COMPILED_LOSSES) == 1  # the compiled path ran (not the group-by-group one)
-    check_against_reference(result, MIXED, DATA, cfg, tol=2e-9)
+    check_against_reference(result, MIXED, DATA, cfg, tol=TOL64)
 
 
 def test_compile_losses_says_what_it_cannot_do(monkeypatch):
@@ -555,7 +559,7 @@ def test_a_batch_statistic_loss_without_a_row_form_still_follows_its_loop():
                  MemberSpec("chi2_hinge", seed=33, regulariser="spectral_norm", lr_d=3e-3, dataset="a"),
                  MemberSpec(name, seed=34, lr_d=1e-3, lr_g=3e-3, dataset="b")]
         cfg = EnsembleConfig(optimiser="rmsprop", dtype="float64", **CFG)
-        check_against_reference(train_ensemble(specs, DATA, cfg, progress=False), specs, DATA, cfg, tol=2e-9)
+        check_against_reference(train_ensemble(specs, DATA, cfg, progress=False), specs, DATA, cfg, tol=TOL64)
     finally:
         del registry._SPECS[name]
 

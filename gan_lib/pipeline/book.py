@@ -862,7 +862,7 @@ def cache_state(notebook: Path, parts: Mapping[str, Any]) -> tuple[dict[str, Any
     notebook = Path(notebook)
     record_path = cache_record_path(notebook)
     if not notebook.is_file():
-        return None, "not executed yet"
+        return None, "no earlier execution is kept"
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
     except FileNotFoundError:

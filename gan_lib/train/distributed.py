@@ -81,7 +81,12 @@ def _fingerprints(members: Sequence[MemberSpec], data: Data, config: EnsembleCon
         tensors = [data]
     else:
         tensors = [torch.as_tensor(x) for x in data]
-    return {"members": digest(*members), "config": digest(config), "snapshot_steps": digest(list(snapshot_steps)),
+    def canonical(m: MemberSpec) -> str:  # equal specs give equal text, whatever the order of their options
+        fields = {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
+        fields["loss_options"] = sorted(m.loss_options.items())
+        return repr(sorted(fields.items()))
+
+    return {"members": digest(*(canonical(m) for m in members)), "config": digest(config), "snapshot_steps": digest(list(snapshot_steps)),
             "data": digest(*tensors)}
 
 

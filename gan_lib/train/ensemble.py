@@ -120,16 +120,36 @@ Data = Union[Tensor, Sequence[Tensor], Mapping[str, Tensor]]
 
 class _ReadOnlyOptions(dict):
     """A spec's loss options: a ``dict`` that refuses changes (the spec is frozen and was validated
-    with these options). Compares, copies and pickles as the dict it holds."""
+    with these options). Compares as the dict it holds; copies (``copy``, ``dataclasses.asdict``)
+    and pickles as a plain ``dict``, so that what leaves a spec is ordinary data.
+
+    Only :meth:`_wrap` makes one: calling the class, as ``dataclasses.asdict``, ``copy`` and
+    ``fromkeys`` do, gives a plain ``dict``.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        return dict(*args, **kwargs)
+
+    @classmethod
+    def _wrap(cls, options: Mapping[str, Any]) -> "_ReadOnlyOptions":
+        out = dict.__new__(cls)
+        dict.update(out, options)
+        return out
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError(f"MemberSpec.loss_options {dict(self)!r} cannot be changed: make a new spec, "
                         f"e.g. dataclasses.replace(spec, loss_options={{...}})")
 
-    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __init__ = __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
 
-    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy through the constructor, not __setitem__
-        return (type(self), (dict(self),))
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles, copies and deep-copies as a plain dict
+        return (dict, (dict(self),))
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
 
 
 @dataclass(frozen=True)
@@ -169,7 +189,12 @@ class MemberSpec:
             raise TypeError(f"loss_options={self.loss_options!r} must be a dict of the loss's options")
         # a read-only copy: a later change to the caller's dict, or to the spec's, would otherwise get
         # past this validation
-        object.__setattr__(self, "loss_options", _ReadOnlyOptions(self.loss_options))
+        bad_keys = [k for k in self.loss_options if not isinstance(k, str)]
+        if bad_keys:
+            allowed = sorted(_losses.get(self.loss).options)  # an unknown loss name raises first, naming it
+            raise ValueError(f"loss_options key {bad_keys[0]!r} of loss {self.loss!r} is not an option name (a str); "
+                             f"allowed options: {', '.join(allowed) or 'none'}")
+        object.__setattr__(self, "loss_options", _ReadOnlyOptions._wrap(self.loss_options))
         _losses.get(self.loss, **self.loss_options)  # unknown name / option -> ValueError naming it
         if not is_integer(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed={self.seed!r} must be an integer with 0 <= seed < 2**63")
@@ -188,6 +213,10 @@ class MemberSpec:
         object.__setattr__(self, "seed", int(self.seed))
         for name in ("reg_weight", "clip", "lr_d", "lr_g"):
             object.__setattr__(self, name, float(getattr(self, name)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copies and pickles go through the constructor: the copy is validated and its options read-only
+        return (MemberSpec, tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
 
     def make_loss(self) -> _losses.GANLoss:
         """The member's :class:`gan_lib.losses.GANLoss`."""
@@ -296,8 +325,51 @@ class EnsembleConfig:
 # ----------------------------------------------------------------------------------------------
 
 
+def _stacked_params(params: Sequence[Tensor], optimiser: str) -> list[Tensor]:
+    params = list(params)
+    if not params:
+        raise ValueError(f"{optimiser}: params is empty; give the stacked (K, ...) parameters")
+    for i, p in enumerate(params):
+        if not isinstance(p, Tensor) or not p.is_floating_point() or p.ndim < 1:
+            raise TypeError(f"{optimiser}: params[{i}] must be a floating-point tensor of shape (K, ...); "
+                            f"got {type(p).__name__}{'' if not isinstance(p, Tensor) else f' {p.dtype} {tuple(p.shape)}'}")
+    k = {p.shape[0] for p in params}
+    if len(k) > 1:
+        raise ValueError(f"{optimiser}: params must share their first (member) dimension; got {sorted(k)}")
+    return params
+
+
+def _hyper(optimiser: str, name: str, value: Any, low: float, high: float, high_open: bool = True) -> float:
+    """``value`` as a float in ``[low, high)`` (or ``[low, high]``); else a ValueError naming it."""
+    if not is_real(value) or isinstance(value, bool):
+        raise ValueError(f"{optimiser}: {name}={value!r} must be a real number")
+    v = float(value)
+    ok = math.isfinite(v) and low <= v and (v < high if high_open else v <= high)
+    if not ok:
+        raise ValueError(f"{optimiser}: {name}={value!r} must be in [{low:g}, {high:g}{')' if high_open else ']'}")
+    return v
+
+
+def _checked_grads(grads: Sequence[Tensor], params: Sequence[Tensor], optimiser: str) -> list[Tensor]:
+    grads = list(grads)
+    if len(grads) != len(params):
+        raise ValueError(f"{optimiser}.step: got {len(grads)} gradients for {len(params)} parameters")
+    for i, (g, p) in enumerate(zip(grads, params)):
+        if not isinstance(g, Tensor) or g.shape != p.shape:
+            shape = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
+            raise ValueError(f"{optimiser}.step: the gradient of parameter {i} has shape {shape}; "
+                             f"the parameter has shape {tuple(p.shape)}")
+    return grads
+
+
 def _lr_column(lr: Sequence[float] | Tensor, k: int, like: Tensor) -> Tensor:
-    lr_t = torch.as_tensor(lr, dtype=torch.float64).reshape(-1)
+    if isinstance(lr, (str, bytes, bool)) or (isinstance(lr, Tensor) and lr.dtype == torch.bool) or (
+            isinstance(lr, Sequence) and any(isinstance(x, (bool, str, bytes)) for x in lr)):
+        raise ValueError(f"lr must hold {k} finite numbers > 0 (one per member); got {lr!r}")
+    try:
+        lr_t = torch.as_tensor(lr, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"lr must hold {k} finite numbers > 0 (one per member); got {lr!r}") from None
     if lr_t.numel() != k or not bool(torch.isfinite(lr_t).all()) or not bool((lr_t > 0).all()):
         raise ValueError(f"lr must hold {k} finite numbers > 0 (one per member); got {lr_t.tolist()}")
     return lr_t
@@ -313,8 +385,9 @@ class StackedRMSprop:
 
     def __init__(self, params: Sequence[Tensor], lr: Sequence[float] | Tensor, alpha: float = 0.99,
                  eps: float = 1e-8) -> None:
-        self.params = list(params)
-        self.alpha, self.eps = float(alpha), float(eps)
+        self.params = _stacked_params(params, "StackedRMSprop")
+        self.alpha = _hyper("StackedRMSprop", "alpha", alpha, 0.0, 1.0)
+        self.eps = _hyper("StackedRMSprop", "eps", eps, 0.0, math.inf)
         self.set_lr(lr)
         self.square_avg = [torch.zeros_like(p) for p in self.params]
 
@@ -333,7 +406,7 @@ class StackedRMSprop:
         The elementwise operations of the per-parameter loop, each applied to every parameter at
         once (``torch._foreach_*``: the same arithmetic, one call instead of one per parameter).
         """
-        grads = list(grads)
+        grads = _checked_grads(grads, self.params, "StackedRMSprop")
         torch._foreach_mul_(self.square_avg, self.alpha)
         torch._foreach_addcmul_(self.square_avg, grads, grads, value=1 - self.alpha)
         avg = torch._foreach_sqrt(self.square_avg)
@@ -356,9 +429,12 @@ class StackedAdam:
 
     def __init__(self, params: Sequence[Tensor], lr: Sequence[float] | Tensor,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params = list(params)
-        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
-        self.eps = float(eps)
+        self.params = _stacked_params(params, "StackedAdam")
+        if not isinstance(betas, Sequence) or isinstance(betas, str) or len(betas) != 2:
+            raise ValueError(f"StackedAdam: betas={betas!r} must be two numbers (beta1, beta2), each in [0, 1)")
+        self.beta1 = _hyper("StackedAdam", "betas[0]", betas[0], 0.0, 1.0)
+        self.beta2 = _hyper("StackedAdam", "betas[1]", betas[1], 0.0, 1.0)
+        self.eps = _hyper("StackedAdam", "eps", eps, 0.0, math.inf)
         self.t = 0
         self.set_lr(lr)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
@@ -372,13 +448,13 @@ class StackedAdam:
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor]) -> None:
         """One step with the gradients ``grads`` (one per parameter, same shapes)."""
+        grads = _checked_grads(grads, self.params, "StackedAdam")
         self.t += 1
         bias_correction1 = 1 - self.beta1**self.t
         bias_correction2_sqrt = (1 - self.beta2**self.t) ** 0.5
         p0 = self.params[0]
         # -lr / (1 - beta1^t) in double precision, then cast, as torch does with its Python scalar
         neg_step = (-(self._lr64 / bias_correction1)).to(dtype=p0.dtype, device=p0.device)
-        grads = list(grads)
         # the per-parameter loop's operations, each over every parameter at once (torch._foreach_*)
         torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
         torch._foreach_mul_(self.exp_avg_sq, self.beta2)
@@ -554,7 +630,10 @@ class EnsembleResult:
             return out
 
         def spec(m: Any) -> MemberSpec:
-            return m if isinstance(m, MemberSpec) else MemberSpec(**m)
+            # rebuilt through the constructor either way: a spec pickled by an older version may hold
+            # options that are a plain (mutable, unvalidated) dict
+            fields = {f.name: getattr(m, f.name) for f in dataclasses.fields(MemberSpec)} if isinstance(m, MemberSpec) else m
+            return MemberSpec(**{**fields, "loss_options": dict(fields.get("loss_options", {}))})
 
         config = state["config"]
         if not isinstance(config, EnsembleConfig):
@@ -614,9 +693,15 @@ def concat_results(results: Sequence[EnsembleResult],
     if sorted(order) != list(range(total)):
         raise ValueError(f"positions must cover 0..{total - 1} once each; got {positions}")
     cfg = results[0].config
-    for r in results[1:]:
-        if r.config != cfg or r.steps != results[0].steps:
-            raise ValueError("results to join must come from the same EnsembleConfig and the same number of steps")
+    for i, r in enumerate(results[1:], start=1):
+        if r.config != cfg:
+            differ = [f"{f.name} ({getattr(cfg, f.name)!r} vs {getattr(r.config, f.name)!r})"
+                      for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(r.config, f.name)]
+            raise ValueError(f"results to join must come from the same EnsembleConfig; results[0] and results[{i}] "
+                             f"differ in {', '.join(differ)}")
+        if r.steps != results[0].steps:
+            raise ValueError(f"results to join must have trained the same number of steps; results[0] trained "
+                             f"{results[0].steps}, results[{i}] trained {r.steps}")
     dims = [r.generator.out_dim for r in results]
     if len(set(dims)) > 1:
         raise ValueError(f"results to join must model data of one dimension; their data dimensions are {dims}")
