@@ -41,6 +41,8 @@ from gan_lib import losses
 from gan_lib.divergences import wright_omega
 from gan_lib.files import write_json
 
+from ensemble import command_line, source_revision  # benchmarks/ensemble.py, beside this script
+
 Tensor = torch.Tensor
 Half = Callable[[Tensor, Tensor], Tensor]  # (d_real, d_fake) -> scalar
 
@@ -211,6 +213,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="interleaved lib/bare pairs per row (>= 4)")
     parser.add_argument("--calls", type=int, default=20, help="calls per timing (>= 1)")
     parser.add_argument("--only", nargs="*", default=None, help="restrict to these registered names")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the JSON to write (default: benchmarks/results/losses-cpu-<host>.json)")
     args = parser.parse_args()
     if min(args.batches) < 2 or args.repeats < 4 or args.calls < 1:
         parser.error(
@@ -242,6 +246,10 @@ def main() -> None:
     print(f"largest lib/bare at batch {max(args.batches)}: {worst['ratio']:.3f} ({worst['loss']} {worst['half']})")
     record = {
         "what": "median over interleaved pairs of lib/bare thread CPU time, forward + backward, CPU float32, 1 thread",
+        "command": command_line("bench_losses.py"),
+        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source_revision(),
+        "host": platform.node() or "host",
         "batches": args.batches,
         "repeats": args.repeats,
         "calls": args.calls,
@@ -249,9 +257,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "rows": rows,
     }
-    target = Path(__file__).resolve().parent / "results" / f"losses-cpu-{platform.node() or 'host'}.json"
+    target = args.out or Path(__file__).resolve().parent / "results" / f"losses-cpu-{platform.node() or 'host'}.json"
     _write_json(record, target)
-    print(f"wrote {target.relative_to(Path(__file__).resolve().parents[1])}")
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":
