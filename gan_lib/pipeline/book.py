@@ -1118,9 +1118,10 @@ def _when(stamp: str) -> str:
         return stamp or "earlier"
 
 
-def _in_this_build(r: ChapterResult) -> str:
-    """What the build did with a chapter, for its line on the terminal and its status row."""
-    alongside = f", one of {r.processes} executing at once" if r.processes > 1 else ""
+def _in_this_build(r: ChapterResult, with_processes: bool = True) -> str:
+    """What the build did with a chapter, for its line on the terminal and (``with_processes=False``:
+    the status page says once how many executed at once) its status row."""
+    alongside = f", one of {r.processes} executing at once" if r.processes > 1 and with_processes else ""
     if r.reused:
         return f"reused ({r.reason}): executed {_when(r.executed)}{alongside}"
     return f"executed ({r.reason}){alongside}"
@@ -1133,7 +1134,7 @@ def _status_page(
     ran = [r for r in results if not r.reused]
     rows = "\n".join(
         f"| {{doc}}`{r.title} <{r.chapter}>` | `{r.profile}` | {r.seconds:.1f} | {'pass' if r.ok else 'FAIL'} | "
-        f"{_in_this_build(r)} |"
+        f"{_in_this_build(r, with_processes=False)} |"
         for r in results
     )
     if not ran:
