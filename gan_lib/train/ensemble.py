@@ -142,14 +142,8 @@ class _ReadOnlyOptions(dict):
 
     __init__ = __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
 
-    def __reduce__(self) -> tuple[Any, ...]:  # pickles, copies and deep-copies as a plain dict
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles, copies and deep-copies (all go through it) as a plain dict
         return (dict, (dict(self),))
-
-    def __copy__(self) -> dict[str, Any]:
-        return dict(self)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        return copy.deepcopy(dict(self), memo)
 
 
 @dataclass(frozen=True)
